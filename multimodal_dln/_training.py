@@ -1,0 +1,140 @@
+"""Pieces shared by gradient flow and gradient descent: batching, checks, readouts, horizons."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .dataset import Dataset
+from .loss import linear_readout, loss
+from .network import FusionDLN
+from .statistics import Statistics, validate_statistics
+
+
+def batch_ndim_net(net: FusionDLN) -> int:
+    return net.fusion_A.ndim - 2
+
+
+def batch_ndim_objective(objective) -> int:
+    if isinstance(objective, Statistics):
+        return objective.sigma_xx.ndim - 2
+    if isinstance(objective, Dataset):
+        return objective.x_A.ndim - 2
+    raise TypeError(f"objective must be a Statistics or a Dataset; got {type(objective).__name__}.")
+
+
+def prepare(net: FusionDLN, objective):
+    """Validate a (network, objective) pair and work out the batch layout.
+
+    Returns `(net, objective, batch_size, net_axis, obj_axis)` with networks and objectives
+    carrying at most one leading batch axis; axis entries are 0 (batched) or None (shared).
+    """
+    if not isinstance(net, FusionDLN):
+        raise TypeError(f"net must be a FusionDLN; got {type(net).__name__}.")
+    nb, ob = batch_ndim_net(net), batch_ndim_objective(objective)
+    if nb > 1 or ob > 1:
+        raise ValueError(
+            "networks and statistics may carry at most one leading batch axis; "
+            f"got {nb} on the network and {ob} on the objective (reshape to one axis first)."
+        )
+    d = (objective.d_A, objective.d_B, objective.d_out) if isinstance(objective, Statistics) else (
+        objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1]
+    )
+    if d != (net.d_A, net.d_B, net.d_out):
+        raise ValueError(
+            f"network dims (d_A, d_B, d_out) = {(net.d_A, net.d_B, net.d_out)} do not match the "
+            f"data's {d}."
+        )
+    if isinstance(objective, Statistics):
+        if not net.is_linear:
+            raise ValueError(
+                f"a network with activation={net.activation!r} cannot train on statistics alone; "
+                "pass a Dataset (e.g. multimodal_dln.sample(key, stats, n))."
+            )
+        objective = validate_statistics(objective)
+    else:
+        from ._validation import check_finite
+
+        objective = Dataset(
+            check_finite("x_A", objective.x_A), check_finite("x_B", objective.x_B), check_finite("y", objective.y)
+        )
+    sizes = []
+    if nb:
+        sizes.append(net.fusion_A.shape[0])
+    if ob:
+        sizes.append(batch_size_objective(objective))
+    if len(set(sizes)) > 1:
+        raise ValueError(f"batch sizes differ: {sizes[0]} networks but {sizes[1]} statistics.")
+    batch = sizes[0] if sizes else None
+    return net, objective, batch, (0 if nb else None), (0 if ob else None)
+
+
+def batch_size_objective(objective) -> int:
+    return (objective.sigma_xx if isinstance(objective, Statistics) else objective.x_A).shape[0]
+
+
+def readout(net: FusionDLN, objective):
+    """The effective weights the measurements use: W^tot for linear nets, else the linear fit."""
+    if net.is_linear:
+        return net.total_weights()
+    return linear_readout(net, objective)
+
+
+def statistics_of(objective) -> Statistics:
+    return objective if isinstance(objective, Statistics) else objective.statistics()
+
+
+def target_loss(net: FusionDLN, objective):
+    """Lowest reachable loss L*: the least-squares loss for linear nets; 0 for nonlinear nets."""
+    if net.is_linear:
+        return statistics_of(objective).min_loss()
+    return jnp.zeros(())
+
+
+def default_horizon(net: FusionDLN, objective) -> jax.Array:
+    """A generous upper estimate of the time to converge from this initialization.
+
+    Escape from a saddle at per-layer scale u with drive s takes ~ln(1/u)/s (L = 2) or
+    u^{2-L}/((L-2) s) (L >= 3) (digest 2.2, 2.6). We take the slowest relevant drive (the
+    modality and residual correlations ||Sigma_yxm||, ||Sigma_yxB - W_A^uni Sigma_AB||, ...),
+    add the final linear convergence along the smallest eigen-direction of Sigma_xx, and a
+    safety factor of 4. A member that has not converged by then is flagged, not silently kept.
+    """
+    stats = statistics_of(objective)
+    layers = [a for a in jax.tree.leaves(eqx.filter(net, eqx.is_array))]
+    logs = jnp.stack([jnp.log(jnp.linalg.norm(a) + 1e-300) for a in layers])
+    u = jnp.clip(jnp.exp(jnp.mean(logs)), 1e-300, 0.5)
+    L = net.depth
+
+    def nrm(a):
+        return jnp.linalg.norm(a)
+
+    s_full = nrm(stats.sigma_yx)
+    g_B = nrm(stats.sigma_yxB - stats.unimodal_weights("A") @ stats.sigma_AB)
+    g_A = nrm(stats.sigma_yxA - stats.unimodal_weights("B") @ jnp.swapaxes(stats.sigma_AB, -1, -2))
+    drives = jnp.stack([nrm(stats.sigma_yxA), nrm(stats.sigma_yxB), g_A, g_B])
+    floor = 1e-3 * s_full + 1e-300
+    s_min = jnp.maximum(jnp.min(jnp.where(drives > floor, drives, jnp.inf)), floor)
+    s_min = jnp.where(jnp.isfinite(s_min), s_min, floor)
+
+    def escape(s):
+        if L == 1:
+            return 1.0 / s
+        if L == 2:
+            return jnp.log(1.0 / u) / s
+        return u ** (2 - L) / ((L - 2) * s)
+
+    eig = jnp.linalg.eigvalsh(stats.sigma_xx)
+    lam_max = eig[-1]
+    lam_min = jnp.min(jnp.where(eig > 1e-10 * lam_max, eig, jnp.inf))
+    w_scale = jnp.maximum(nrm(stats.optimal_weights()), 1e-3)
+    settle = jnp.log(1e8) / (lam_min * w_scale ** (2.0 - 2.0 / L))
+    return 4.0 * (escape(s_full) + escape(s_min) + settle)
+
+
+def loss_fn_for(static, objective):
+    def f(params):
+        return loss(eqx.combine(params, static), objective)
+
+    return f

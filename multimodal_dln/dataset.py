@@ -1,0 +1,63 @@
+"""Finite data sets: samples of the two modalities and the target.
+
+Needed where second moments are not enough (nonlinear networks) or where finite-sample effects
+are the point (under- vs over-parametrized regimes, digest 2.8). For linear networks,
+`Dataset.statistics()` gives the exact empirical statistics, so training on them is identical
+to full-batch training on the samples.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._validation import check_positive_int
+from .statistics import Statistics
+
+__all__ = ["Dataset", "sample"]
+
+
+class Dataset(eqx.Module):
+    """n samples: `x_A` `(n, d_A)`, `x_B` `(n, d_B)`, `y` `(n, o)`."""
+
+    x_A: Float[Array, "n dA"]
+    x_B: Float[Array, "n dB"]
+    y: Float[Array, "n o"]
+
+    def __check_init__(self):
+        n = self.x_A.shape[-2]
+        if self.x_B.shape[-2] != n or self.y.shape[-2] != n:
+            raise ValueError(
+                f"x_A, x_B and y must have the same number of samples; got {self.x_A.shape[-2]}, "
+                f"{self.x_B.shape[-2]}, {self.y.shape[-2]}."
+            )
+
+    @property
+    def n(self) -> int:
+        return self.x_A.shape[-2]
+
+    def statistics(self) -> Statistics:
+        """Empirical second moments (see `Statistics.from_samples`)."""
+        return Statistics.from_samples(self.x_A, self.x_B, self.y)
+
+
+def sample(key: PRNGKeyArray, stats: Statistics, n: int) -> Dataset:
+    """Draw n i.i.d. Gaussian samples whose population statistics are `stats`.
+
+    x ~ N(0, Sigma_xx), y = W* x + eps with W* = Sigma_yx Sigma_xx^+ and
+    eps ~ N(0, Sigma_yy - W* Sigma_xx W*^T) (the label noise implied by the statistics).
+    """
+    n = check_positive_int("n (number of samples)", n)
+    k_x, k_e = jax.random.split(key)
+
+    def sqrt_psd(m):
+        lam, vec = jnp.linalg.eigh(0.5 * (m + m.T))
+        return vec * jnp.sqrt(jnp.clip(lam, 0.0, None))
+
+    x = jax.random.normal(k_x, (n, stats.d)) @ sqrt_psd(stats.sigma_xx).T
+    w_star = stats.optimal_weights()
+    noise_cov = stats.sigma_yy - w_star @ stats.sigma_xx @ w_star.T
+    y = x @ w_star.T + jax.random.normal(k_e, (n, stats.d_out)) @ sqrt_psd(noise_cov).T
+    return Dataset(x[:, : stats.d_A], x[:, stats.d_A :], y)

@@ -1,0 +1,212 @@
+"""Full-batch gradient descent with optax: the discrete counterpart of gradient flow.
+
+theta_{k+1} = theta_k - lr grad L(theta_k) (`optax.sgd`, no momentum), on the population loss
+(statistics) or on a finite sample. Time is reported in gradient-flow units t = k x lr
+(digest 1.3: tau = 1/lr), so GD and GF trajectories are directly comparable; GD -> GF as
+lr -> 0 with error O(lr).
+
+Batched with `vmap` over networks, statistics and learning rates, the optimizer state batched
+alongside (stack notes 2.2). Summaries are saved at log-spaced steps; members stop at
+convergence; a member whose loss becomes non-finite or grows beyond `divergence_factor` x its
+initial loss is marked diverged and frozen (its flag `solver_ok` is False).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import ArrayLike
+
+from . import _training as _tr
+from .dataset import Dataset
+from .network import FusionDLN
+from .statistics import Statistics
+from .trajectory import Trajectory
+
+__all__ = ["gradient_descent", "stable_lr_estimate"]
+
+
+def stable_lr_estimate(net: FusionDLN, stats: Statistics) -> jax.Array:
+    """lr_max ~ 2 / lambda_max(Hessian at the solution) for a balanced deep linear network,
+
+        lambda_max ~ L lambda_max(Sigma_xx) ||W*||^{2 - 2/L}
+
+    (each of the L balanced layers contributes lambda_max(Sigma) ||W*||^{2(L-1)/L}). An estimate:
+    learning rates near it oscillate; well above it, GD diverges.
+    """
+    L = net.depth
+    lam = jnp.linalg.eigvalsh(stats.sigma_xx)[..., -1]
+    w = jnp.linalg.norm(stats.optimal_weights(), axis=(-2, -1))
+    return 2.0 / (L * lam * jnp.maximum(w, 1e-12) ** (2.0 - 2.0 / L))
+
+
+def gradient_descent(
+    net: FusionDLN,
+    objective: Statistics | Dataset,
+    *,
+    lr: ArrayLike,
+    n_steps: int | None = None,
+    n_save: int = 512,
+    converge_rtol: float = 1e-6,
+    divergence_factor: float = 1e6,
+    on_divergence: str = "warn",
+) -> Trajectory:
+    """Run full-batch GD for one network or a batch (same batching rules as `gradient_flow`).
+
+    **Arguments:**
+
+    - `lr`: learning rate, a scalar or one per member (traced: no recompile per value).
+    - `n_steps`: maximum number of steps (default: the gradient-flow horizon estimate / lr,
+      at most 10^6). Members stop earlier at convergence.
+    - `n_save`: number of (log-spaced, distinct) steps at which summaries are saved.
+    - `converge_rtol`: stop once L - L* <= converge_rtol (L(0) - L*).
+    - `divergence_factor`: a loss above this multiple of the initial loss (or non-finite) marks
+      the member diverged.
+    - `on_divergence`: "warn" (default), "raise" (ValueError naming lr and the stable range) or
+      "ignore"; divergence is always reported per member in `Trajectory.solver_ok`.
+
+    **Returns:** a `Trajectory` with `ts` = steps x lr.
+    """
+    if on_divergence not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_divergence must be 'warn', 'raise' or 'ignore'; got {on_divergence!r}.")
+    net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective)
+    from ._validation import check_positive
+
+    lr = check_positive("lr (learning rate)", jnp.asarray(lr, dtype=float))
+    lr_axis = 0 if lr.ndim == 1 else None
+    if lr.ndim > 1 or (lr_axis == 0 and batch is not None and lr.shape[0] != batch):
+        raise ValueError(f"lr must be a scalar or have one entry per member; got shape {lr.shape}.")
+    if lr_axis == 0 and batch is None:
+        raise ValueError("a vector of learning rates needs a batch of networks or statistics.")
+    if n_steps is None:
+        horizon = _tr.default_horizon
+        h = eqx.filter_vmap(horizon, in_axes=(net_axis, obj_axis))(net, objective) if batch else horizon(net, objective)
+        n_steps = int(min(1e6, math.ceil(float(jnp.max(h / lr)))))
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}.")
+    steps = np.unique(np.round(np.geomspace(1, n_steps, max(n_save - 1, 2))).astype(np.int64))
+    save_steps = jnp.asarray(np.concatenate([[0], steps]))
+    params, static = eqx.partition(net, eqx.is_array)
+    cfg = _GDConfig(float(converge_rtol), float(divergence_factor))
+    if batch is None:
+        traj = _gd_jit(params, static, objective, lr, save_steps, cfg)
+    else:
+        traj = _gd_batch_jit(params, static, objective, lr, save_steps, cfg, net_axis, obj_axis, lr_axis)
+    if on_divergence != "ignore":
+        diverged = np.atleast_1d(~np.asarray(traj.solver_ok))
+        if diverged.any():
+            stats = _tr.statistics_of(objective)
+            est = stable_lr_estimate(net, stats)
+            est = np.atleast_1d(np.asarray(est))
+            lrs = np.broadcast_to(np.atleast_1d(np.asarray(lr)), diverged.shape)
+            idx = np.flatnonzero(diverged)
+            msg = (
+                f"gradient descent diverged for {idx.size} of {diverged.size} member(s) "
+                f"(indices {idx[:10].tolist()}{'...' if idx.size > 10 else ''}) with lr = "
+                f"{np.unique(lrs[idx])[:5].tolist()}; lr must be below the stability limit, "
+                f"estimated here as lr < {float(est.min()):.3g} (2 / lambda_max of the loss "
+                "Hessian at the solution). Their trajectories are frozen at divergence and "
+                "flagged in Trajectory.solver_ok."
+            )
+            if on_divergence == "raise":
+                raise ValueError(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return traj
+
+
+class _GDConfig(eqx.Module):
+    converge_rtol: float = eqx.field(static=True)
+    divergence_factor: float = eqx.field(static=True)
+
+
+def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajectory:
+    net0 = eqx.combine(params, static)
+    flat0, unravel = jax.flatten_util.ravel_pytree(params)
+    tree_loss = _tr.loss_fn_for(static, objective)
+
+    def loss_fn(flat):
+        return tree_loss(unravel(flat))
+
+    value_and_grad = jax.value_and_grad(loss_fn)
+    opt = optax.sgd(lr)
+    opt_state0 = opt.init(flat0)
+
+    def readout(p):
+        return _tr.readout(eqx.combine(unravel(p), static), objective)
+
+    def summary(p):
+        lval, g = value_and_grad(p)
+        w = readout(p)
+        w_next = readout(p - lr * g)  # what the next GD step does, per unit of GF time
+        return w, (w_next - w) / lr, lval
+
+    l_star = _tr.target_loss(net0, objective)
+    w0, wd0, l0 = summary(flat0)
+    gap0 = l0 - l_star
+    n = save_steps.shape[0]
+    bufs = (
+        jnp.zeros((n,) + w0.shape, w0.dtype).at[0].set(w0),
+        jnp.zeros((n,) + w0.shape, w0.dtype).at[0].set(wd0),
+        jnp.zeros((n,), l0.dtype).at[0].set(l0),
+    )
+
+    def gd_step(_, carry):
+        p, s = carry
+        g = jax.grad(loss_fn)(p)
+        updates, s = opt.update(g, s, p)
+        return optax.apply_updates(p, updates), s
+
+    def cond(carry):
+        i, _, _, _, active, _ = carry
+        return (i < n - 1) & active
+
+    def body(carry):
+        i, p, s, (bw, bwd, bl), _, _ = carry
+        p_new, s_new = jax.lax.fori_loop(save_steps[i], save_steps[i + 1], gd_step, (p, s))
+        w, wd, lval = summary(p_new)
+        bad = ~jnp.isfinite(lval) | (lval > cfg.divergence_factor * jnp.maximum(l0, 1e-300))
+        done = lval - l_star <= cfg.converge_rtol * gap0
+        # A diverged member keeps its last finite state.
+        p_new = jnp.where(bad, p, p_new)
+        bufs = (bw.at[i + 1].set(w), bwd.at[i + 1].set(wd), bl.at[i + 1].set(lval))
+        return i + 1, p_new, s_new, bufs, ~(bad | done), bad
+
+    init = (jnp.asarray(0), flat0, opt_state0, bufs, jnp.asarray(True), jnp.asarray(False))
+    i_end, p_end, _, (bw, bwd, bl), _, diverged = jax.lax.while_loop(cond, body, init)
+    filled = jnp.arange(n) <= i_end
+    bw = jnp.where(filled[:, None, None], bw, bw[i_end])
+    bwd = jnp.where(filled[:, None, None], bwd, 0.0)
+    bl = jnp.where(filled, bl, bl[i_end])
+    converged = (bl[i_end] - l_star <= cfg.converge_rtol * gap0) & ~diverged
+    return Trajectory(
+        ts=save_steps * lr,
+        weights=bw,
+        weights_dot=bwd,
+        loss=bl,
+        t_end=save_steps[i_end] * lr,
+        converged=converged,
+        solver_ok=~diverged,
+        num_steps=save_steps[i_end],
+        final=eqx.combine(unravel(p_end), static),
+        d_A=net0.d_A,
+    )
+
+
+@eqx.filter_jit
+def _gd_jit(params, static, objective, lr, save_steps, cfg):
+    return _gd_one(params, static, objective, lr, save_steps, cfg)
+
+
+@eqx.filter_jit
+def _gd_batch_jit(params, static, objective, lr, save_steps, cfg, net_axis, obj_axis, lr_axis):
+    fn = eqx.filter_vmap(
+        lambda p, o, r: _gd_one(p, static, o, r, save_steps, cfg), in_axes=(net_axis, obj_axis, lr_axis)
+    )
+    return fn(params, objective, lr)

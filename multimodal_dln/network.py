@@ -1,0 +1,269 @@
+"""Fusion-depth networks: two modality branches fused at layer L_f of an L-layer network.
+
+Layout (Zhang et al. 2024, Fig. 1; digest 1.2), layers numbered l = 1..L:
+
+- l = 1 .. L_f - 1: modality-specific layers W_A^l, W_B^l (the branches);
+- l = L_f: the fusion layer, acting on [h_A; h_B]; stored as its two column blocks
+  W_A^{L_f}, W_B^{L_f} (for L_f = 1 these act on the raw inputs: early fusion);
+- l = L_f + 1 .. L: shared layers; the last maps to the output (L_f = L: late fusion).
+
+For a linear network y_hat = W_A^tot x_A + W_B^tot x_B with
+
+    W_m^tot = W^L ... W^{L_f+1} W_m^{L_f} W_m^{L_f-1} ... W_m^1.
+
+Initialization scale u0 (the paper's "init", digest 1.4) means the *per-layer* scale:
+
+- ``"aligned"``: balanced rank-one layers, W_l = s_l q_l q_{l-1}^T with unit vectors q, where
+  s_l = u0 for every branch layer and for each modality's block of the fusion layer, and
+  s_l = sqrt(2) u0 for the shared layers (so that W_{l+1}^T W_{l+1} = W_l W_l^T: balanced).
+  Then W_m^tot(0) = u0^{L_f} (sqrt(2) u0)^{L - L_f} q_out v_m^T exactly: the initial condition
+  the deep theory assumes (digest 2.6). Given `align_to` statistics, the output and input
+  directions are those of the solution W* = Sigma_yx Sigma_xx^+ (signs included, so the
+  rank-one path can reach it); otherwise they are random unit vectors. For scalar modalities
+  and output the rank-one structure is preserved exactly by gradient flow.
+- ``"random"``: the authors' `deep_fusion` Gaussian scheme: entries N(0, std^2) with
+  std = u0 / sqrt(numel) for branch layers (Frobenius norm ~ u0) and
+  std = sqrt(2) u0 / sqrt(numel) for the whole fusion layer and the shared layers (norm ~ sqrt(2) u0;
+  each modality's half of the fusion layer has norm ~ u0).
+- ``"entrywise"``: every entry N(0, u0^2): the authors' two-layer `early_fusion`/`late_fusion`
+  classes (digest 1.4), where W^tot(0) ~ sqrt(width) u0^2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ._validation import check_positive, check_positive_int
+from .statistics import Statistics
+
+__all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS"]
+
+INIT_SCHEMES = ("aligned", "random", "entrywise")
+ACTIVATIONS = ("linear", "relu", "leaky_relu")
+
+
+def _unit(key, n):
+    v = jax.random.normal(key, (n,))
+    return v / jnp.linalg.norm(v)
+
+
+class FusionDLN(eqx.Module):
+    """A two-branch network of total depth L fused at layer L_f (1 <= L_f <= L).
+
+    **Fields** (all arrays are leaves; structure is static):
+
+    - `branch_A`, `branch_B`: tuples of the L_f - 1 modality-specific layers, first layer first.
+    - `fusion_A`, `fusion_B`: the fusion layer's column blocks, shapes `(h_{L_f}, h_{L_f - 1})`.
+    - `shared`: tuple of the L - L_f post-fusion layers; the last one outputs `d_out`.
+    - `depth` (L), `fusion_layer` (L_f), `activation`, `negative_slope`: static.
+
+    The activation ("linear", "relu" or "leaky_relu") is applied after every layer except the
+    last, as in the authors' code (digest 1.2).
+    """
+
+    branch_A: tuple[Float[Array, "h_out h_in"], ...]
+    branch_B: tuple[Float[Array, "h_out h_in"], ...]
+    fusion_A: Float[Array, "h_f h_A"]
+    fusion_B: Float[Array, "h_f h_B"]
+    shared: tuple[Float[Array, "h_out h_in"], ...]
+    depth: int = eqx.field(static=True)
+    fusion_layer: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True, default="linear")
+    negative_slope: float = eqx.field(static=True, default=0.01)
+
+    def __check_init__(self):
+        if not (1 <= self.fusion_layer <= self.depth):
+            raise ValueError(
+                f"fusion_layer (L_f) must be in [1, depth] = [1, {self.depth}]; got {self.fusion_layer}."
+            )
+        if len(self.branch_A) != self.fusion_layer - 1 or len(self.branch_B) != self.fusion_layer - 1:
+            raise ValueError("each branch must hold fusion_layer - 1 layers.")
+        if len(self.shared) != self.depth - self.fusion_layer:
+            raise ValueError("shared must hold depth - fusion_layer layers.")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {self.activation!r}.")
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        key: PRNGKeyArray,
+        *,
+        depth: int,
+        fusion_layer: int,
+        width: int | Sequence[int],
+        d_A: int,
+        d_B: int,
+        d_out: int = 1,
+        init_scale: ArrayLike = 1e-3,
+        init: Literal["aligned", "random", "entrywise"] = "random",
+        align_to: Statistics | None = None,
+        activation: Literal["linear", "relu", "leaky_relu"] = "linear",
+        negative_slope: float = 0.01,
+    ) -> FusionDLN:
+        """Build a network; see the module docstring for what `init_scale` (u0) means per scheme.
+
+        `width` is one hidden width, or a sequence of the L - 1 hidden widths h_1..h_{L-1}
+        (branch layer l of either modality has h_l units). `init_scale` may be traced, so
+        `eqx.filter_vmap(FusionDLN.init ...)` over keys and scales builds a batch without
+        recompiling per value.
+        """
+        depth = check_positive_int("depth (L)", depth)
+        if isinstance(fusion_layer, bool) or not isinstance(fusion_layer, int) or not 1 <= fusion_layer <= depth:
+            raise ValueError(
+                f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; got {fusion_layer!r}."
+            )
+        d_A = check_positive_int("d_A", d_A)
+        d_B = check_positive_int("d_B", d_B)
+        d_out = check_positive_int("d_out", d_out)
+        if isinstance(width, (int,)) and not isinstance(width, bool):
+            widths = (check_positive_int("width", width),) * (depth - 1)
+        else:
+            widths = tuple(width)
+            if len(widths) != depth - 1:
+                raise ValueError(f"width must be an int or a sequence of depth - 1 = {depth - 1} ints; got {width!r}.")
+            widths = tuple(check_positive_int("width", w) for w in widths)
+        if init not in INIT_SCHEMES:
+            raise ValueError(f"init must be one of {INIT_SCHEMES}; got {init!r}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
+        init_scale = check_positive("init_scale (u0)", init_scale)
+        if align_to is not None and (align_to.d_A, align_to.d_B, align_to.d_out) != (d_A, d_B, d_out):
+            raise ValueError(
+                f"align_to statistics have (d_A, d_B, d_out) = {(align_to.d_A, align_to.d_B, align_to.d_out)}"
+                f" but the network has {(d_A, d_B, d_out)}."
+            )
+        u0 = jnp.asarray(init_scale, dtype=float)
+        # dims[l] = output size of layer l (l = 1..L); dims[0] per branch = input size.
+        dims = (None,) + widths + (d_out,)
+        L, Lf = depth, fusion_layer
+
+        def in_dim(l, d_in):
+            return d_in if l == 1 else dims[l - 1]
+
+        if init == "aligned":
+            return cls._aligned(key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope)
+
+        keys = iter(jax.random.split(key, 2 * L + 2))
+
+        def gauss(shape, std):
+            return std * jax.random.normal(next(keys), shape)
+
+        def std_for(shape, factor):
+            if init == "entrywise":
+                return u0
+            return factor * u0 / math.sqrt(shape[0] * shape[1])
+
+        branch_A = tuple(gauss(s, std_for(s, 1.0)) for s in [(dims[l], in_dim(l, d_A)) for l in range(1, Lf)])
+        branch_B = tuple(gauss(s, std_for(s, 1.0)) for s in [(dims[l], in_dim(l, d_B)) for l in range(1, Lf)])
+        fa_shape, fb_shape = (dims[Lf], in_dim(Lf, d_A)), (dims[Lf], in_dim(Lf, d_B))
+        full_shape = (dims[Lf], fa_shape[1] + fb_shape[1])
+        fstd = std_for(full_shape, math.sqrt(2.0))
+        fusion_A, fusion_B = gauss(fa_shape, fstd), gauss(fb_shape, fstd)
+        shared = tuple(gauss((dims[l], dims[l - 1]), std_for((dims[l], dims[l - 1]), math.sqrt(2.0))) for l in range(Lf + 1, L + 1))
+        return cls(branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope)
+
+    @classmethod
+    def _aligned(cls, key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope):
+        kA, kB, kh, ko = jax.random.split(key, 4)
+        if align_to is not None:
+            # Directions of the solution W* = Sigma_yx Sigma_xx^+: output along its top left
+            # singular vector, inputs along its modality blocks. A rank-one branch cannot change
+            # sign, so aligning with W* (not with the initial drive Sigma_yx, which differs in
+            # sign when Sigma_yxB < 0, digest 2.3) is what lets the path reach the solution: the
+            # branch then shrinks and regrows, as in the signed theory.
+            w_star = align_to.optimal_weights()
+            u_svd, _, _ = jnp.linalg.svd(w_star, full_matrices=False)
+            q_out = u_svd[:, 0]
+            q_out = q_out * jnp.where(jnp.sum(q_out) < 0, -1.0, 1.0)
+
+            def in_dir(block, fallback_key, n):
+                v = q_out @ block
+                nv = jnp.linalg.norm(v)
+                return jnp.where(nv > 0, v / jnp.where(nv > 0, nv, 1.0), _unit(fallback_key, n))
+
+            v_A, v_B = in_dir(w_star[:, :d_A], kA, d_A), in_dir(w_star[:, d_A:], kB, d_B)
+        else:
+            q_out, v_A, v_B = _unit(ko, dims[L]), _unit(kA, d_A), _unit(kB, d_B)
+        hkeys = iter(jax.random.split(kh, 2 * L + 2))
+        # Hidden unit vectors: per-branch below the fusion layer, shared above it.
+        q_A = [v_A] + [_unit(next(hkeys), dims[l]) for l in range(1, Lf)]
+        q_B = [v_B] + [_unit(next(hkeys), dims[l]) for l in range(1, Lf)]
+        q_sh = {l: _unit(next(hkeys), dims[l]) for l in range(Lf, L)}
+        q_sh[L] = q_out
+        branch_A = tuple(u0 * jnp.outer(q_A[l], q_A[l - 1]) for l in range(1, Lf))
+        branch_B = tuple(u0 * jnp.outer(q_B[l], q_B[l - 1]) for l in range(1, Lf))
+        fusion_A = u0 * jnp.outer(q_sh[Lf], q_A[Lf - 1])
+        fusion_B = u0 * jnp.outer(q_sh[Lf], q_B[Lf - 1])
+        shared = tuple(jnp.sqrt(2.0) * u0 * jnp.outer(q_sh[l], q_sh[l - 1]) for l in range(Lf + 1, L + 1))
+        return cls(branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope)
+
+    # ---- shapes -------------------------------------------------------------------------------
+    @property
+    def d_A(self) -> int:
+        return (self.branch_A[0] if self.branch_A else self.fusion_A).shape[-1]
+
+    @property
+    def d_B(self) -> int:
+        return (self.branch_B[0] if self.branch_B else self.fusion_B).shape[-1]
+
+    @property
+    def d_out(self) -> int:
+        return (self.shared[-1] if self.shared else self.fusion_A).shape[-2]
+
+    @property
+    def is_linear(self) -> bool:
+        return self.activation == "linear"
+
+    # ---- maps ---------------------------------------------------------------------------------
+    def _act(self, h):
+        if self.activation == "linear":
+            return h
+        if self.activation == "relu":
+            return jax.nn.relu(h)
+        return jax.nn.leaky_relu(h, self.negative_slope)
+
+    def __call__(self, x_A: Float[Array, " dA"], x_B: Float[Array, " dB"]) -> Float[Array, " o"]:
+        """Forward pass on one sample (vmap for a batch of samples)."""
+        h_A, h_B = x_A, x_B
+        for w in self.branch_A:
+            h_A = self._act(w @ h_A)
+        for w in self.branch_B:
+            h_B = self._act(w @ h_B)
+        h = self.fusion_A @ h_A + self.fusion_B @ h_B
+        for w in self.shared:
+            h = w @ self._act(h)
+        return h
+
+    def effective_weights(self) -> tuple[Float[Array, "o dA"], Float[Array, "o dB"]]:
+        """(W_A^tot, W_B^tot): products of the layers, multiplied from the output side
+        (row order: O(o * params) work, cheap in reverse mode when o is small; stack notes 2.4).
+
+        For a nonlinear network this is the product of the weights ignoring the activation
+        (the authors' `unpack_weights`), not the network's function; see
+        `multimodal_dln.loss.linear_readout` for a functional definition.
+        """
+        if self.shared:
+            row = self.shared[-1]
+            for w in reversed(self.shared[:-1]):
+                row = row @ w
+            row_A, row_B = row @ self.fusion_A, row @ self.fusion_B
+        else:
+            row_A, row_B = self.fusion_A, self.fusion_B
+        for w in reversed(self.branch_A):
+            row_A = row_A @ w
+        for w in reversed(self.branch_B):
+            row_B = row_B @ w
+        return row_A, row_B
+
+    def total_weights(self) -> Float[Array, "o d"]:
+        """[W_A^tot, W_B^tot] concatenated along the input axis."""
+        w_A, w_B = self.effective_weights()
+        return jnp.concatenate([w_A, w_B], axis=-1)
