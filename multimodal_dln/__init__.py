@@ -29,6 +29,7 @@ from .measurements import (
 )
 from .network import FusionDLN as FusionDLN
 from .statistics import Statistics as Statistics, validate_statistics as validate_statistics
+from . import theory as theory
 from .trajectory import Trajectory as Trajectory, hermite_interpolate as hermite_interpolate
 
 __version__ = "0.1.0"
