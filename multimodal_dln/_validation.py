@@ -27,6 +27,8 @@ def check(x, bad, message: str):
         if bool(np.any(np.asarray(bad))):
             raise ValueError(message)
         return x
+    if not any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(x)):
+        x = jnp.asarray(x)  # a Python number, while `bad` was traced (inside jit)
     return eqx.error_if(x, jnp.any(bad), message)
 
 

@@ -144,10 +144,11 @@ def _solve_one(params, static, objective, t_max, cfg: _Config) -> Trajectory:
 
     if t_max is None:
         t_max = _tr.default_horizon(net0, objective)
-    ts = save_grid(t_max, cfg.n_save, cfg.t_min_fraction)
+    t_max = jnp.asarray(t_max, flat0.dtype)  # time dtype sets the state dtype (diffrax #349)
+    ts = save_grid(t_max, cfg.n_save, cfg.t_min_fraction).astype(flat0.dtype)
     if cfg.atol is None:
         rms = jnp.stack([jnp.sqrt(jnp.mean(a**2)) for a in jax.tree.leaves(params)])
-        atol = 1e-6 * jnp.maximum(jnp.min(rms), 1e-280)
+        atol = 1e-6 * jnp.maximum(jnp.min(rms), jnp.finfo(flat0.dtype).tiny)
     else:
         atol = cfg.atol
     saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=summary), diffrax.SubSaveAt(t1=True)])
