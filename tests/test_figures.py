@@ -1,0 +1,163 @@
+"""Figures: each plot returns a Figure, writes a PNG, and leaves no pyplot state behind."""
+
+import csv
+
+import jax
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from multimodal_dln import figures
+from multimodal_dln.sweep import CSV_COLUMNS, MemberConfig, simulate_toy, theory_time_ratio
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _fake_rows(
+    depth=2, fusion_layers=(2,), rhos=(-0.5, 0.0, 0.5), ratios=(1.5, 2.0), u0s=(1e-12,), seeds=2
+):
+    rng = np.random.default_rng(0)
+    rows = []
+    for lf in fusion_layers:
+        for rho in rhos:
+            for ratio in ratios:
+                for u0 in u0s:
+                    for seed in range(seeds):
+                        th = theory_time_ratio(depth, lf, rho, ratio)
+                        tr = (th if np.isfinite(th) else 1.5) * (1 + 0.02 * rng.standard_normal())
+                        rows.append(
+                            {
+                                "fusion_layer": lf,
+                                "depth": depth,
+                                "width": 8,
+                                "init": "random",
+                                "method": "flow",
+                                "lr": float("nan"),
+                                "rho": rho,
+                                "ratio": ratio,
+                                "init_scale": u0,
+                                "seed": seed,
+                                "t_A": 5.0,
+                                "t_B": 5.0 * tr,
+                                "time_ratio": tr,
+                                "misattribution": rho / ratio + 0.001,
+                                "plateau_loss": 0.1,
+                                "final_loss": 1e-6,
+                                "success": seed != 1 or rho != 0.0,
+                                "theory_time_ratio": th,
+                                "rel_error": tr / th - 1,
+                            }
+                        )
+    return rows
+
+
+def _is_png(path):
+    with open(path, "rb") as fh:
+        return fh.read(8) == PNG_MAGIC
+
+
+def _pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    return len(plt.get_fignums())
+
+
+@pytest.mark.parametrize(
+    "x, hue, kwargs",
+    [
+        ("rho", "ratio", {}),
+        (
+            "ratio",
+            "fusion_layer",
+            {"depth": 3, "fusion_layers": (1, 2, 3), "rhos": (0.0,), "ratios": (1.5, 2, 3)},
+        ),
+        (
+            "init_scale",
+            "fusion_layer",
+            {"fusion_layers": (1, 2), "rhos": (0.0,), "u0s": (1e-3, 1e-6, 1e-12)},
+        ),
+        (
+            "fusion_layer",
+            None,
+            {"depth": 4, "fusion_layers": (1, 2, 3, 4), "rhos": (0.0,), "ratios": (2.0,)},
+        ),
+    ],
+)
+def test_plot_time_ratio_png(tmp_path, x, hue, kwargs):
+    before = _pyplot_figures()
+    path = tmp_path / f"tr_{x}.png"
+    fig = figures.plot_time_ratio(_fake_rows(**kwargs), x=x, hue=hue, path=path)
+    assert isinstance(fig, Figure)
+    assert _is_png(path) and path.stat().st_size > 5000
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert ax.get_legend() is not None
+    assert _pyplot_figures() == before
+
+
+def test_plot_time_ratio_accepts_columns_csv_and_ax(tmp_path):
+    rows = _fake_rows()
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    fig = figures.plot_time_ratio(cols)
+    assert len(fig.axes[0].lines) > 0
+    csv_path = tmp_path / "results.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for r in rows:
+            w.writerow([repr(r[c]) if isinstance(r[c], float) else r[c] for c in CSV_COLUMNS])
+    figures.plot_time_ratio(csv_path, path=tmp_path / "from_csv.png")
+    assert _is_png(tmp_path / "from_csv.png")
+    outer = Figure()
+    ax = outer.subplots()
+    assert figures.plot_time_ratio(rows, ax=ax) is outer
+    with pytest.raises(ValueError, match="no rows"):
+        figures.plot_time_ratio([])
+
+
+def test_plot_misattribution_png(tmp_path):
+    path = tmp_path / "mis.png"
+    fig = figures.plot_misattribution(
+        _fake_rows(ratios=(1.5, 2.0, 3.0)), hue_order=[1.0, 1.5, 2.0, 3.0], path=path
+    )
+    assert isinstance(fig, Figure) and _is_png(path)
+    # theory lines rho / r: one per ratio
+    slopes = set()
+    for line in fig.axes[0].lines:
+        xs, ys = (np.asarray(a, float) for a in line.get_data())
+        if xs.size > 50:
+            slopes.add(round(float(np.polyfit(xs, ys, 1)[0]), 6))
+    assert slopes == {round(1 / 1.5, 6), 0.5, round(1 / 3, 6)}
+
+
+@pytest.fixture(scope="module")
+def run():
+    sim = simulate_toy([MemberConfig(2, 0.5, 2.0, 1e-12, 0)], depth=2, width=8, pad_to=4)
+    return sim
+
+
+def test_plot_trajectory_png(tmp_path, run):
+    before = _pyplot_figures()
+    traj, meas = run.trajectory[0], jax.tree.map(lambda a: a[0], run.measurements)
+    stats = jax.tree.map(lambda a: a[0], run.stats)
+    for xscale in ("linear", "log"):
+        path = tmp_path / f"traj_{xscale}.png"
+        fig = figures.plot_trajectory(traj, meas, stats, xscale=xscale, path=path)
+        assert _is_png(path)
+        ax_loss, ax_w = fig.axes
+        # t_A and t_B dotted lines in both panels
+        for ax in (ax_loss, ax_w):
+            xs = {
+                round(float(line.get_xdata()[0]), 9)
+                for line in ax.lines
+                if line.get_linestyle() == ":" and np.ptp(line.get_xdata()) == 0
+            }
+            assert {round(float(meas.t_A), 9), round(float(meas.t_B), 9)} <= xs
+        # normalised weights end at 1
+        for line in ax_w.lines[:2]:
+            assert float(np.asarray(line.get_ydata())[-1]) == pytest.approx(1.0)
+    # measurements are computed when not given; a batch of one is accepted
+    figures.plot_trajectory(run.trajectory[:1], None, jax.tree.map(lambda a: a[:1], run.stats))
+    with pytest.raises(ValueError, match="one run"):
+        figures.plot_trajectory(run.trajectory, None, stats)
+    assert _pyplot_figures() == before
