@@ -12,8 +12,6 @@ saved output is only the effective weights, their derivative and the loss on a l
 
 from __future__ import annotations
 
-import functools
-
 import diffrax
 import equinox as eqx
 import jax
@@ -23,6 +21,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from . import _training as _tr
 from .dataset import Dataset
+from ._sharding import resolve_mesh, run_sharded
 from .network import FusionDLN
 from .statistics import Statistics
 from .trajectory import Trajectory
@@ -51,6 +50,7 @@ def gradient_flow(
     max_steps: int = 200_000,
     solver: diffrax.AbstractSolver | None = None,
     dtype=None,
+    shard="auto",
 ) -> Trajectory:
     """Integrate gradient flow for one network or a batch of networks.
 
@@ -71,6 +71,9 @@ def gradient_flow(
     - `solver`: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for small stiff problems).
     - `dtype`: compute dtype (default: the network's, float64 when x64 is enabled). float32
       halves memory traffic but limits how small an init the phase times stay accurate for.
+    - `shard`: split a batch over devices with `jax.shard_map` on a 1-D mesh: "auto" (default:
+      all devices when there are several), False, or a `jax.sharding.Mesh` with axis "batch".
+      Results equal the single-device run; see `multimodal_dln._sharding`.
 
     **Returns:** a `Trajectory` (batched like the inputs).
     """
@@ -96,12 +99,14 @@ def gradient_flow(
     cfg = _Config(n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps, solver or diffrax.Tsit5())
     t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
     if batch is None:
-        traj = _solve_jit(params, static, objective, t_max, cfg)
-    else:
-        if t_axis == 0 and t_max.shape[0] != batch:
-            raise ValueError(f"t_max has {t_max.shape[0]} entries for a batch of {batch}.")
-        traj = _solve_batch_jit(params, static, objective, t_max, cfg, net_axis, obj_axis, t_axis)
-    return traj
+        return _solve_jit(params, static, objective, t_max, cfg)
+    if t_axis == 0 and t_max.shape[0] != batch:
+        raise ValueError(f"t_max has {t_max.shape[0]} entries for a batch of {batch}.")
+    solve = _BatchSolve(static, cfg, (net_axis, obj_axis, t_axis))
+    mesh = resolve_mesh(shard, batch)
+    if mesh is None:
+        return _call_jit(solve, params, objective, t_max)
+    return run_sharded(solve, (params, objective, t_max), solve.axes, batch, mesh)
 
 
 class _Config(eqx.Module):
@@ -195,10 +200,19 @@ def _solve_jit(params, static, objective, t_max, cfg):
     return _solve_one(params, static, objective, t_max, cfg)
 
 
-@functools.partial(eqx.filter_jit)
-def _solve_batch_jit(params, static, objective, t_max, cfg, net_axis, obj_axis, t_axis):
-    fn = eqx.filter_vmap(
-        lambda p, o, t: _solve_one(p, static, o, t, cfg),
-        in_axes=(net_axis, obj_axis, t_axis),
-    )
-    return fn(params, objective, t_max)
+class _BatchSolve(eqx.Module):
+    """The vmapped solve as a hashable callable (its configuration is static), so that both the
+    single-device jit and the sharded path compile once per structure."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: _Config = eqx.field(static=True)
+    axes: tuple = eqx.field(static=True)
+
+    def __call__(self, params, objective, t_max):
+        fn = eqx.filter_vmap(lambda p, o, t: _solve_one(p, self.static, o, t, self.cfg), in_axes=self.axes)
+        return fn(params, objective, t_max)
+
+
+@eqx.filter_jit
+def _call_jit(fn, *args):
+    return fn(*args)
