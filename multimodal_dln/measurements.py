@@ -15,6 +15,9 @@ Crossings are located inside the bracketing grid interval by bisection on the cu
 interpolant built from the saved values and time derivatives (error O(h^4)), not by an argmin
 over the grid as in the authors' `util.time_half`. Choices beyond the digest: "first" crossing
 means the first upward crossing; the final value is the last saved value of a converged run.
+The definitions assume A is learned first (||Sigma_yxA|| > ||Sigma_yxB||, digest 2.3): with
+the modalities the other way round, relabel them. A member is marked unsuccessful when a
+threshold is zero or a norm starts above it (no crossing to time).
 Frobenius norms are used for vector/matrix weights.
 """
 
@@ -79,11 +82,16 @@ def _measure_one(traj: Trajectory, stats: Statistics) -> PhaseMeasurements:
     thr_B = 0.5 * n_B[-1]
     t_A = crossing_time(traj.ts, n_A, dn_A, thr_A)
     t_B = crossing_time(traj.ts, n_B, dn_B, thr_B)
+    t_A = jnp.where(thr_A > 0, t_A, jnp.nan)
+    t_B = jnp.where(thr_B > 0, t_B, jnp.nan)
     t_uni = 0.5 * (t_A + t_B)
     w_uni = hermite_interpolate(traj.ts, traj.W_A, traj.weights_dot[..., : traj.d_A], t_uni)
     misattribution = w_uni - traj.W_A[-1]
     plateau = jnp.interp(t_uni, traj.ts, traj.loss)
-    ok = traj.success & jnp.isfinite(t_A) & jnp.isfinite(t_B)
+    # A zero threshold (W_A^uni = 0, or B never learned) makes a crossing meaningless; a time
+    # of 0 means the norm started above the threshold (e.g. B learned before A): not measured.
+    ok = traj.success & (thr_A > 0) & (thr_B > 0) & (t_A > 0) & (t_B > 0)
+    ok = ok & jnp.isfinite(t_A) & jnp.isfinite(t_B)
     return PhaseMeasurements(
         t_A=t_A,
         t_B=t_B,
