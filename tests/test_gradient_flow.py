@@ -154,3 +154,17 @@ def test_float32_option_runs_and_agrees():
     assert tr32.weights.dtype == jnp.float32
     t32 = mdln.measure(tr32, stats)
     np.testing.assert_allclose(float(t32.time_ratio), float(t64.time_ratio), rtol=0.01)
+
+
+def test_buckets_by_predicted_duration_preserve_results_and_order():
+    """Solving in duration-sorted buckets returns every member in its original place, with the
+    same steps and the same trajectory (to reassociation round-off of a smaller batch)."""
+    rho, ratio, stats, nets = _toy_batch(fusion_layer=2, u0=1e-6, width=8)
+    one = mdln.gradient_flow(nets, stats, n_save=64)
+    cost = theory.time_ratio_toy(rho, ratio)
+    for kwargs in (dict(buckets=4, cost=cost), dict(buckets=5)):  # 12 members: 4x3, and 5x3 padded
+        b = mdln.gradient_flow(nets, stats, n_save=64, **kwargs)
+        np.testing.assert_array_equal(b.num_steps, one.num_steps)
+        np.testing.assert_allclose(b.weights, one.weights, rtol=1e-8, atol=1e-14)
+    with pytest.raises(ValueError, match="cost must have one entry per member"):
+        mdln.gradient_flow(nets, stats, buckets=2, cost=jnp.ones(3))
