@@ -29,7 +29,8 @@ from .measurements import (
 )
 from .network import FusionDLN as FusionDLN
 from .statistics import Statistics as Statistics, validate_statistics as validate_statistics
-from . import theory as theory
+from . import balanced as balanced, greedy as greedy, theory as theory
+from .two_head import TwoHeadFusionNet as TwoHeadFusionNet
 from .trajectory import Trajectory as Trajectory, hermite_interpolate as hermite_interpolate
 
 __version__ = "0.1.0"

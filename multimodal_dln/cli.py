@@ -385,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_run)
+
+    from .greedy_experiments import add_cli as _add_greedy
+
+    _add_greedy(sub)
     return parser
 
 
