@@ -1,0 +1,109 @@
+"""`python -m benchmarks [--quick] [--only NAME[,NAME...]] [--out DIR]`.
+
+Runs the benchmarks, prints one table of ratios, writes `<out>/<name>.json` per benchmark
+(default `benchmarks/results/`) and `<out>/summary.json` (the table and the total wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import BENCHMARKS, MODES, load
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run_one(name: str, mode: str, out: Path | None, **kwargs) -> dict:
+    """Run one benchmark, attach the environment record, write `<out>/<name>.json`."""
+    from . import _common as C
+
+    mod = load(name)
+    C.set_mode(mode)
+    env = C.env_info()
+    t0 = time.perf_counter()
+    error = None
+    try:
+        res = mod.run(mode, **kwargs)
+    except Exception as e:  # noqa: BLE001  -- record the failure, keep going with the others
+        error = "".join(traceback.format_exception(e))
+        res = {"rows": [C.row("FAILED", None, note=f"{type(e).__name__}: {e}")], "details": {}}
+    record = {
+        "name": name,
+        "description": mod.DESCRIPTION,
+        "mode": mode,
+        "wall_s": time.perf_counter() - t0,
+        "environment": env,
+        "loadavg_start": env["loadavg"],
+        "loadavg_end": C.loadavg(),
+        "rows": res["rows"],
+        "details": res["details"],
+        "error": error,
+    }
+    record = C.jsonable(record)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes / fewer repeats (about 3 minutes on 2 CPU cores)")
+    p.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds; numbers meaningless)")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    p.add_argument("--out", default=str(RESULTS), help="directory for the JSON results (default: %(default)s)")
+    p.add_argument("--full-baseline", action="store_true", help="sweep: run the hand-written GD baseline on all 180 configurations (~40 min on 2 cores) instead of a subset")
+    p.add_argument("--members", type=int, default=None, help="gpu: number of members (default 4096 on a GPU, 32 elsewhere)")
+    args = p.parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    assert mode in MODES
+    names = BENCHMARKS if args.only is None else tuple(n.strip() for n in args.only.split(",") if n.strip())
+    for n in names:
+        load(n)  # fail early on an unknown name
+    out = Path(args.out)
+    from . import _common as C
+
+    print(f"benchmarks ({mode}) on {C.env_info()['device_kind']} ({C.env_info()['backend']}), "
+          f"{C.env_info()['cpu_count']} CPUs, load average {C.loadavg()}", flush=True)
+    t0 = time.perf_counter()
+    results = []
+    for n in names:
+        kwargs = {}
+        if n == "sweep" and args.full_baseline:
+            kwargs["baseline_every"] = 1
+        if n == "gpu" and args.members is not None:
+            kwargs["members"] = args.members
+        t = time.perf_counter()
+        print(f"[{n}] {load(n).DESCRIPTION} ...", flush=True)
+        rec = run_one(n, mode, out, **kwargs)
+        results.append(rec)
+        status = "FAILED" if rec["error"] else "done"
+        print(f"[{n}] {status} in {time.perf_counter() - t:.0f} s (load {rec['loadavg_end']})", flush=True)
+        if rec["error"]:
+            print(rec["error"], file=sys.stderr)
+    total = time.perf_counter() - t0
+    table = C.format_table(results)
+    print()
+    print(table)
+    print(f"\ntotal wall time {total:.0f} s; results in {out}/")
+    if args.only is None:
+        summary = {
+            "mode": mode,
+            "total_wall_s": total,
+            "environment": C.jsonable(C.env_info()),
+            "table": table,
+            "markdown_table": C.markdown_table(results),
+            "rows": {r["name"]: r["rows"] for r in results},
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(C.jsonable(summary), indent=1, allow_nan=False) + "\n")
+    return 1 if any(r["error"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Useful-work fraction under vmap, and what `gradient_flow(buckets=k, cost=...)` recovers.
+
+A vmapped solve runs until its slowest member is done; finished members are masked and their
+compute is wasted (stack notes 1.1). For a heterogeneous toy batch (rho ~ U[-0.9, 0.9],
+ratio ~ U[1.2, 3], init ~ log-U[1e-9, 1e-3], two-layer late fusion, width 32):
+
+    useful fraction = sum_i steps_i / sum_buckets (bucket size x max steps in the bucket)
+
+(padding members of the last bucket count as waste). Members are independent, so a member's
+step count does not depend on its bucket: the fraction of any grouping is computed from the
+one-bucket run's per-member steps, and checked against the bucketed runs' own step counts.
+Groupings: `cost` = the theory-predicted duration t_B = t_A x time ratio with
+t_A = ln(1/u0) / s_A (`learning_time_two_layer x time_ratio_toy`), the engine's default
+(`cost=None`: its horizon estimate), a random order, and the oracle (sorted by the actual
+steps; fraction only). Wall time of each bucketed call is reported relative to one bucket.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import multimodal_dln as mdln
+
+from . import _common as C
+
+NAME = "buckets"
+DESCRIPTION = "useful-work fraction under vmap and the effect of buckets=k by predicted duration"
+
+
+def settings(mode: str) -> dict:
+    if mode == "tiny":
+        return dict(members=8, width=4, ks=[1, 2], n_save=16, repeats=1)
+    if mode == "quick":
+        return dict(members=128, width=32, ks=[1, 4, 16], n_save=64, repeats=1)
+    return dict(members=256, width=32, ks=[1, 2, 4, 8, 16], n_save=64, repeats=1)
+
+
+def useful_fraction(steps: np.ndarray, cost: np.ndarray, k: int) -> float:
+    """The grouping `gradient_flow` makes: stable argsort of cost, k consecutive groups of
+    ceil(B / k) members, the last padded."""
+    B = steps.size
+    order = np.argsort(cost, kind="stable")
+    size = -(-B // k)
+    done = 0
+    for start in range(0, B, size):
+        done += size * int(steps[order[start : start + size]].max())
+    return float(steps.sum() / done)
+
+
+def run(mode: str = "full") -> dict:
+    s = settings(mode)
+    B = s["members"]
+    rng = np.random.default_rng(2024)
+    rho = rng.uniform(-0.9, 0.9, B)
+    ratio = rng.uniform(1.2, 3.0, B)
+    u0 = np.exp(rng.uniform(np.log(1e-9), np.log(1e-3), B))
+    nets, stats = C.toy_batch(rho, ratio, np.arange(B), u0, depth=2, fusion_layer=2, width=s["width"], init="entrywise")
+    costs = {
+        "theory": np.asarray(mdln.theory.learning_time_two_layer(stats, u0) * mdln.theory.time_ratio_toy(rho, ratio)),
+        "default": None,
+        "random": rng.permutation(B).astype(float),
+    }
+
+    def solve(k, cost):
+        return C.block(mdln.gradient_flow(nets, stats, n_save=s["n_save"], buckets=k, cost=cost))
+
+    C.time_call(lambda: solve(1, None), repeats=1)  # compile
+    one = C.time_call(lambda: solve(1, None), repeats=s["repeats"])
+    steps = np.asarray(one["result"].num_steps)
+    ok = np.asarray(one["result"].success)
+    costs_for_fraction = dict(costs)
+    # The engine's default cost, recomputed the way gradient_flow does (its horizon estimate).
+    import equinox as eqx
+
+    from multimodal_dln import _training
+
+    costs_for_fraction["default"] = np.asarray(eqx.filter_vmap(_training.default_horizon)(nets, stats))
+    costs_for_fraction["oracle"] = steps.astype(float)
+
+    table = {"members": B, "one_bucket": dict(wall_s=one["wall_s"], cpu_s=one["cpu_s"], useful_fraction=float(steps.mean() / steps.max()),
+                                              steps_mean=float(steps.mean()), steps_max=int(steps.max()), success=int(ok.sum()))}
+    runs = {}
+    for name in ("theory", "default", "random", "oracle"):
+        runs[name] = {}
+        for k in s["ks"]:
+            entry = {"useful_fraction": useful_fraction(steps, costs_for_fraction[name], k)}
+            if name != "oracle" and k > 1:
+                if name == "theory":  # first use of this bucket size: compile outside the timing
+                    C.log(f"  {k} buckets: compile + run")
+                    C.time_call(lambda: solve(k, costs[name]), repeats=1)
+                t = C.time_call(lambda: solve(k, costs[name]), repeats=s["repeats"])
+                st_k = np.asarray(t["result"].num_steps)
+                entry.update(wall_s=t["wall_s"], cpu_s=t["cpu_s"], wall_ratio_vs_1=t["wall_s"] / one["wall_s"],
+                             cpu_ratio_vs_1=t["cpu_s"] / one["cpu_s"], steps_identical_to_one_bucket=bool(np.array_equal(st_k, steps)))
+            runs[name][k] = entry
+    table["runs"] = runs
+
+    kmax = s["ks"][-1]
+    rows = [C.row("useful fraction, 1 bucket", table["one_bucket"]["useful_fraction"], unit="%",
+                  note=f"steps mean {steps.mean():.0f} / max {steps.max()}")]
+    for name in ("theory", "default", "random"):
+        for k in s["ks"][1:]:
+            e = runs[name][k]
+            rows.append(C.row(f"{name} cost, {k} buckets: useful fraction", e["useful_fraction"], unit="%",
+                              note=f"wall {e['wall_ratio_vs_1']:.2f}x / cpu {e['cpu_ratio_vs_1']:.2f}x of 1 bucket"))
+    rows.append(C.row(f"oracle order, {kmax} buckets: useful fraction", runs["oracle"][kmax]["useful_fraction"], unit="%"))
+    best = runs["theory"][kmax]
+    rows.append(C.row(f"wall time, theory cost {kmax} buckets / 1 bucket", best["wall_ratio_vs_1"], goal="< 1", met=best["wall_ratio_vs_1"] < 1))
+    return {"rows": rows, "details": dict(settings=s, **table)}
