@@ -84,7 +84,9 @@ def _unit(v, fallback):
 
 def _require_scalar_output(d_out):
     if d_out != 1:
-        raise ValueError(f"the reduced dynamics needs a scalar output (d_out = 1); got d_out = {d_out}.")
+        raise ValueError(
+            f"the reduced dynamics needs a scalar output (d_out = 1); got d_out = {d_out}."
+        )
 
 
 def reduced_initial_state(
@@ -164,8 +166,8 @@ def reduced_weights(
 # ------------------------------------------------------------------------------------------------
 # internal representation
 # ------------------------------------------------------------------------------------------------
-def _to_internal(state: ReducedState, Lf: int):
-    if Lf == 1:
+def _to_internal(state: ReducedState, early: bool):
+    if early:
         return (state.rho_A, state.rho_B)
     out = []
     for rho in (state.rho_A, state.rho_B):
@@ -174,46 +176,41 @@ def _to_internal(state: ReducedState, Lf: int):
     return tuple(out)
 
 
-def _weights_internal(y, L, Lf, offset):
-    """(W_A, W_B) as vectors, plus what the vector field needs."""
-    if Lf == 1:
+def _weights_internal(y, L, Lf, offset, early: bool):
+    """(W_A, W_B) as vectors, plus what the vector field needs. `L`, `Lf` may be traced; only
+    `early` (L_f = 1, linear representation) is static."""
+    if early:
         rho_A, rho_B = y
-        if L > 1:
-            v2 = jnp.sum(rho_A**2) + jnp.sum(rho_B**2) + offset
-            g = jnp.minimum(v2, jnp.exp(2.0 * _LOG_SCALE_MAX)) ** (0.5 * (L - 1))
-        else:
-            g = 1.0
+        v2 = jnp.sum(rho_A**2) + jnp.sum(rho_B**2) + offset
+        g = jnp.minimum(v2, jnp.exp(2.0 * _LOG_SCALE_MAX)) ** (0.5 * (L - 1))
         return g * rho_A, g * rho_B, g
     lam_A, om_A, lam_B, om_B = y
     # A rejected trial step can propose an absurd log-scale; clipping keeps its weights finite
     # (exp overflow would give NaN error estimates, on which the step controller stalls).
     lam_A, lam_B = jnp.minimum(lam_A, _LOG_SCALE_MAX), jnp.minimum(lam_B, _LOG_SCALE_MAX)
     r_A, r_B = om_A / jnp.linalg.norm(om_A), om_B / jnp.linalg.norm(om_B)
-    if L > Lf:
-        v2 = jnp.exp(2.0 * lam_A) + jnp.exp(2.0 * lam_B) + offset
-        log_v = 0.5 * jnp.log(v2)
-        post = (L - Lf) * log_v
-    else:
-        post = 0.0
+    # shared layers (absent when L = L_f: the factor L - L_f is then 0)
+    v2 = jnp.exp(2.0 * lam_A) + jnp.exp(2.0 * lam_B) + offset
+    post = (L - Lf) * 0.5 * jnp.log(v2)
     w_A = jnp.exp(Lf * lam_A + post) * r_A
     w_B = jnp.exp(Lf * lam_B + post) * r_B
     kappa = (jnp.exp((Lf - 2) * lam_A + post), jnp.exp((Lf - 2) * lam_B + post))
     return w_A, w_B, (r_A, r_B, kappa)
 
 
-def _make_vector_field(stats: Statistics, L: int, Lf: int, offset):
+def _make_vector_field(stats: Statistics, L, Lf, offset, early: bool):
     dA = stats.d_A
     syx, sxx = stats.sigma_yx[0], stats.sigma_xx
 
     def weights(y):
-        w_A, w_B, _ = _weights_internal(y, L, Lf, offset)
+        w_A, w_B, _ = _weights_internal(y, L, Lf, offset, early)
         return jnp.concatenate([w_A, w_B])[None, :]
 
     def vector_field(t, y, args):
-        w_A, w_B, aux = _weights_internal(y, L, Lf, offset)
+        w_A, w_B, aux = _weights_internal(y, L, Lf, offset, early)
         e = syx - jnp.concatenate([w_A, w_B]) @ sxx
         e_A, e_B = e[:dA], e[dA:]
-        if Lf == 1:
+        if early:
             g = aux
             return (g * e_A, g * e_B)
         (r_A, r_B), (k_A, k_B) = aux[:2], aux[2]
@@ -227,17 +224,14 @@ def _make_vector_field(stats: Statistics, L: int, Lf: int, offset):
     return weights, vector_field
 
 
-def _horizon(stats: Statistics, state: ReducedState, L: int, Lf: int):
+def _horizon(stats: Statistics, state: ReducedState, L, Lf):
     """Generous time horizon, the formula of `_training.default_horizon` applied to the layer
     norms of the balanced network the state describes (u_m for the L_f branch/fusion layers,
-    v for the L - L_f shared layers)."""
+    v for the L - L_f shared layers). `L`, `Lf` may be traced."""
     uA, uB = jnp.linalg.norm(state.rho_A), jnp.linalg.norm(state.rho_B)
     v = jnp.sqrt(uA**2 + uB**2 + state.offset)
-    # Leaves of the network: L_f - 1 branch layers and one fusion block per modality (scale u_m),
-    # L - L_f shared layers (scale v).
     logs = Lf * (jnp.log(uA) + jnp.log(uB)) + (L - Lf) * jnp.log(v)
-    n_leaves = 2 * Lf + (L - Lf)
-    u = jnp.clip(jnp.exp(logs / n_leaves), 1e-300, 0.5)
+    u = jnp.clip(jnp.exp(logs / (2 * Lf + (L - Lf))), 1e-300, 0.5)
     nrm = jnp.linalg.norm
     s_full = nrm(stats.sigma_yx)
     g_B = nrm(stats.sigma_yxB - stats.unimodal_weights("A") @ stats.sigma_AB)
@@ -248,11 +242,8 @@ def _horizon(stats: Statistics, state: ReducedState, L: int, Lf: int):
     s_min = jnp.where(jnp.isfinite(s_min), s_min, floor)
 
     def escape(s):
-        if L == 1:
-            return 1.0 / s
-        if L == 2:
-            return jnp.log(1.0 / u) / s
-        return u ** (2 - L) / ((L - 2) * s)
+        deep = u ** (2 - L) / jnp.where(L > 2, (L - 2) * s, 1.0)
+        return jnp.where(L == 1, 1.0 / s, jnp.where(L == 2, jnp.log(1.0 / u) / s, deep))
 
     eig = jnp.linalg.eigvalsh(stats.sigma_xx)
     lam_max = eig[-1]
@@ -263,8 +254,7 @@ def _horizon(stats: Statistics, state: ReducedState, L: int, Lf: int):
 
 
 class _Config(eqx.Module):
-    depth: int = eqx.field(static=True)
-    fusion_layer: int = eqx.field(static=True)
+    early: bool = eqx.field(static=True)
     n_save: int = eqx.field(static=True)
     t_min_fraction: float = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
@@ -274,12 +264,14 @@ class _Config(eqx.Module):
     solver: diffrax.AbstractSolver = eqx.field(static=True)
 
 
-def _solve_one(stats: Statistics, state: ReducedState, t_max, cfg: _Config) -> Trajectory:
+def _solve_one(
+    stats: Statistics, state: ReducedState, t_max, structure, cfg: _Config
+) -> Trajectory:
     from .gradient_flow import save_grid
 
-    L, Lf = cfg.depth, cfg.fusion_layer
-    weights, vector_field = _make_vector_field(stats, L, Lf, state.offset)
-    y0 = _to_internal(state, Lf)
+    L, Lf = structure  # traced floats: one compiled solver serves every (L, L_f >= 2)
+    weights, vector_field = _make_vector_field(stats, L, Lf, state.offset, cfg.early)
+    y0 = _to_internal(state, cfg.early)
 
     def loss_fn(y):
         return stats.loss(weights(y))
@@ -300,7 +292,7 @@ def _solve_one(stats: Statistics, state: ReducedState, t_max, cfg: _Config) -> T
     ts = save_grid(t_max, cfg.n_save, cfg.t_min_fraction)
     if cfg.atol is not None:
         atol = cfg.atol
-    elif Lf == 1:
+    elif cfg.early:
         atol = 1e-12 * jnp.minimum(jnp.linalg.norm(state.rho_A), jnp.linalg.norm(state.rho_B))
     else:
         atol = 1e-12
@@ -311,7 +303,9 @@ def _solve_one(stats: Statistics, state: ReducedState, t_max, cfg: _Config) -> T
         t1=t_max,
         dt0=None,
         y0=y0,
-        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=summary), diffrax.SubSaveAt(t1=True)]),
+        saveat=diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts, fn=summary), diffrax.SubSaveAt(t1=True)]
+        ),
         stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=atol),
         event=diffrax.Event(converged),
         max_steps=cfg.max_steps,
@@ -326,7 +320,7 @@ def _solve_one(stats: Statistics, state: ReducedState, t_max, cfg: _Config) -> T
     w = jnp.where(saved[:, None, None], w, w_end)
     w_dot = jnp.where(saved[:, None, None], w_dot, 0.0)
     lss = jnp.where(saved, lss, l_end)
-    if Lf == 1:
+    if cfg.early:
         rho_A, rho_B = y_end
     else:
         rho_A = jnp.exp(y_end[0]) * y_end[1] / jnp.linalg.norm(y_end[1])
@@ -347,14 +341,14 @@ def _solve_one(stats: Statistics, state: ReducedState, t_max, cfg: _Config) -> T
 
 
 @eqx.filter_jit
-def _solve_jit(stats, state, t_max, cfg):
-    return _solve_one(stats, state, t_max, cfg)
+def _solve_jit(stats, state, t_max, structure, cfg):
+    return _solve_one(stats, state, t_max, structure, cfg)
 
 
 @eqx.filter_jit
-def _solve_batch_jit(stats, state, t_max, cfg, s_axis, t_axis):
+def _solve_batch_jit(stats, state, t_max, structure, cfg, s_axis, t_axis):
     return eqx.filter_vmap(
-        lambda s, st, t: _solve_one(s, st, t, cfg), in_axes=(s_axis, 0, t_axis)
+        lambda s, st, t: _solve_one(s, st, t, structure, cfg), in_axes=(s_axis, 0, t_axis)
     )(stats, state, t_max)
 
 
@@ -394,8 +388,15 @@ def reduced_flow(
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth (L) must be a positive integer; got {depth!r}.")
-    if isinstance(fusion_layer, bool) or not isinstance(fusion_layer, int) or not 1 <= fusion_layer <= depth:
-        raise ValueError(f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; got {fusion_layer!r}.")
+    if (
+        isinstance(fusion_layer, bool)
+        or not isinstance(fusion_layer, int)
+        or not 1 <= fusion_layer <= depth
+    ):
+        raise ValueError(
+            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
+            f"got {fusion_layer!r}."
+        )
     _require_scalar_output(stats.d_out)
     if (init_scale is None) == (state is None):
         raise ValueError("pass exactly one of init_scale (with direction) and state.")
@@ -409,18 +410,28 @@ def reduced_flow(
         state = reduced_initial_state(stats, init_scale, direction=direction)
     if t_max is not None:
         t_max = check_positive("t_max", jnp.asarray(t_max, dtype=float))
-    cfg = _Config(depth, fusion_layer, n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps,
-                  solver or diffrax.Tsit5())
+    cfg = _Config(
+        fusion_layer == 1,
+        n_save,
+        t_min_fraction,
+        rtol,
+        atol,
+        converge_rtol,
+        max_steps,
+        solver or diffrax.Tsit5(),
+    )
+    # L and L_f enter only as exponents: traced, so one compilation serves all structures.
+    structure = (jnp.asarray(depth, dtype=float), jnp.asarray(fusion_layer, dtype=float))
     s_batched = stats.sigma_xx.ndim == 3
     st_batched = state.rho_A.ndim == 2
     if stats.sigma_xx.ndim > 3 or state.rho_A.ndim > 2:
         raise ValueError("statistics and states may carry at most one leading batch axis.")
     if not (s_batched or st_batched):
-        return _solve_jit(stats, state, t_max, cfg)
+        return _solve_jit(stats, state, t_max, structure, cfg)
     n = stats.sigma_xx.shape[0] if s_batched else state.rho_A.shape[0]
     if st_batched and state.rho_A.shape[0] != n:
         raise ValueError(f"batch sizes differ: {n} statistics but {state.rho_A.shape[0]} states.")
     if not st_batched:
         state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), state)
     t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
-    return _solve_batch_jit(stats, state, t_max, cfg, 0 if s_batched else None, t_axis)
+    return _solve_batch_jit(stats, state, t_max, structure, cfg, 0 if s_batched else None, t_axis)

@@ -27,6 +27,7 @@ The reduced rank-one dynamics these formulas are the u0 -> 0 limit of is in
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +35,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._validation import check, check_open_interval, check_positive
-from .reduced_dynamics import (
-    reduced_flow as reduced_flow,
-    reduced_initial_state as reduced_initial_state,
-    reduced_state_from_network as reduced_state_from_network,
-    reduced_weights as reduced_weights,
-)
+from .reduced_dynamics import reduced_flow as reduced_flow
+from .reduced_dynamics import reduced_initial_state as reduced_initial_state
+from .reduced_dynamics import reduced_state_from_network as reduced_state_from_network
+from .reduced_dynamics import reduced_weights as reduced_weights
 from .statistics import Statistics
 
 __all__ = [
@@ -57,6 +56,7 @@ __all__ = [
     # two-layer late fusion (2.3)
     "time_ratio_toy",
     "time_ratio_two_layer",
+    "time_ratio_two_layer_gd",
     "learning_time_two_layer",
     "phase_times_two_layer",
     # deep / intermediate fusion (2.6)
@@ -103,7 +103,11 @@ def _is_scalar(stats: Statistics) -> bool:
 
 def _check_u0(u0):
     u0 = check_positive("init_scale (u0)", u0)
-    return check(u0, jnp.asarray(u0) >= 1.0, f"init_scale (u0) must lie in (0, 1) for the small-init theory; got {u0!r}.")
+    return check(
+        u0,
+        jnp.asarray(u0) >= 1.0,
+        f"init_scale (u0) must lie in (0, 1) for the small-init theory; got {u0!r}.",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ def plateau_loss(stats: Statistics, modality: str = "A") -> Float[Array, "*batch
     return fixed_point_loss(stats, modality)
 
 
-def plateau_loss_ratio_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, "..."]:
+def plateau_loss_ratio_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, ...]:
     """L(M_A) / L(M_0) = (1 - rho^2) / (ratio^2 + 2 rho ratio + 1) on the toy data with teacher
     (1, 1) and no noise (digest 2.1): 0.200 at (ratio 2, rho 0), 0.107 at (2, 0.5)."""
     rho, ratio = _f(rho), _f(ratio)
@@ -159,23 +163,20 @@ def plateau_loss_ratio_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, "..
 # ------------------------------------------------------------------------------------------------
 # Drives
 # ------------------------------------------------------------------------------------------------
-class Drives(tuple):
+class Drives(NamedTuple):
     """(s_A, s_B, g_B, w_uni): the four numbers the unimodal-phase theory depends on (digest 2.6).
 
     - s_A = ||Sigma_yxA||, s_B = ||Sigma_yxB|| (signed for scalar modalities, module docstring);
     - g_B = ||Sigma_yxB - W_A^uni Sigma_AB||, B's drive once A sits at M_A;
     - w_uni = ||W_A^uni||, the size of A's plateau weights.
+
+    A NamedTuple, hence a pytree: `jax.vmap(theory.drives)(stats)` works.
     """
 
-    __slots__ = ()
-
-    def __new__(cls, s_A, s_B, g_B, w_uni):
-        return super().__new__(cls, (s_A, s_B, g_B, w_uni))
-
-    s_A = property(lambda self: self[0])
-    s_B = property(lambda self: self[1])
-    g_B = property(lambda self: self[2])
-    w_uni = property(lambda self: self[3])
+    s_A: Array
+    s_B: Array
+    g_B: Array
+    w_uni: Array
 
 
 def _sign(x):
@@ -249,21 +250,26 @@ def _check_structure(depth, fusion_layer):
         or not isinstance(fusion_layer, (int, np.integer))
         or not 1 <= fusion_layer <= depth
     ):
-        raise ValueError(f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; got {fusion_layer!r}.")
+        raise ValueError(
+            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
+            f"got {fusion_layer!r}."
+        )
     return int(depth), int(fusion_layer)
 
 
 # ------------------------------------------------------------------------------------------------
 # 2.3 Two-layer late fusion
 # ------------------------------------------------------------------------------------------------
-def time_ratio_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, "..."]:
+def time_ratio_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, ...]:
     """t_B / t_A = 1 + (ratio^2 - 1) / (1 - rho^2) for two-layer late fusion on the toy data
     (digest 2.3; ratio = sigma_A / sigma_B, teacher w = (1, 1)). Early fusion: 1."""
     rho, ratio = jnp.asarray(rho, dtype=float), jnp.asarray(ratio, dtype=float)
     return 1.0 + (ratio**2 - 1.0) / (1.0 - rho**2)
 
 
-def time_ratio_two_layer(stats: Statistics, *, signed: bool | None = None) -> Float[Array, "*batch"]:
+def time_ratio_two_layer(
+    stats: Statistics, *, signed: bool | None = None
+) -> Float[Array, "*batch"]:
     """Two-layer late fusion, general statistics (digest 2.3; authors' `sweep.lag_twolayer`):
 
         t_B / t_A = 1 + (||Sigma_yxA|| - ||Sigma_yxB||) / ||Sigma_yxB - W_A^uni Sigma_AB||.
@@ -288,6 +294,32 @@ def time_ratio_two_layer(stats: Statistics, *, signed: bool | None = None) -> Fl
     return 1.0 + (d.s_A - d.s_B) / d.g_B
 
 
+def time_ratio_two_layer_gd(
+    stats: Statistics, lr: ArrayLike, *, signed: bool | None = None
+) -> Float[Array, "*batch"]:
+    """Leading-order t_B / t_A of two-layer late fusion trained by full-batch gradient descent
+    at learning rate `lr` (beyond the paper; explains why the authors' GD runs at lr 0.04 sit
+    10-20 % below the gradient-flow formula, digest 4.1 item 7).
+
+    Near a small balanced start each layer of a branch with drive s is multiplied by (1 + lr s)
+    per step (gradient flow: e^{s dt}), so in time t = steps x lr every exponential rate s of
+    the derivation of `time_ratio_two_layer` becomes s~ = ln(1 + lr s) / lr:
+
+        t_B / t_A = 1 + (s~_A - s~_B) / g~_B.
+
+    Strong drives are slowed most (lr s_A = 0.36 at ratio 3: -15 %), so A's escape is delayed
+    relative to B's and the ratio drops (ratio 3, rho 0: 7.84 instead of 9). Tends to
+    `time_ratio_two_layer` as lr -> 0; needs lr s > -1.
+    """
+    d = drives(stats, signed=signed)
+    lr = _f(check_positive("lr (learning rate)", lr))
+
+    def rate(x):
+        return jnp.log1p(lr * x) / lr
+
+    return 1.0 + (rate(d.s_A) - rate(d.s_B)) / rate(d.g_B)
+
+
 def learning_time_two_layer(stats: Statistics, init_scale: ArrayLike) -> Float[Array, "*batch"]:
     """t_A ~ ln(1/u0) / ||Sigma_yxA|| (gradient-flow time, tau = 1; digest 2.3), with u0 the
     per-layer scale (W_A^tot(0) ~ u0^2). Leading order: O(1) / s_A corrections are dropped."""
@@ -305,8 +337,9 @@ def phase_times_two_layer(
         t_A = l / s_A,    t_B = t_A + (l - s_B t_A) / g_B.
 
     `order=1` adds the O(1) terms for balanced aligned initialization (W_m(0) = u0^2), derived
-    here (beyond the paper) for scalar modalities (`reduced_flow` agrees to ~1e-3 of t_B at
-    u0 <= 1e-4; docs/reproduction.md, `init-convergence`):
+    here (beyond the paper) for scalar modalities; the exact `reduced_flow` agrees in t_B/t_A
+    to < 1.5e-3 at u0 = 1e-4 and < 3e-4 at u0 <= 1e-12, where the leading order is off by up to
+    1.5 % (tests/test_reduced_dynamics.py; docs/reproduction.md, `init-convergence`):
 
     - phase 1 is the logistic W_A(t) = W_A^uni / (1 + (W_A^uni / u0^2 - 1) e^{-2 s_A t}), so
       t_A = ln(|W_A^uni| / u0^2 - 1) / (2 s_A);
@@ -339,7 +372,9 @@ def phase_times_two_layer(
     t_B = t_star + (ell + 0.5 * jnp.log(_norm(w_star_B)) - d.s_B * t_star) / d.g_B
     sA = stats.sigma_A
     c2 = _norm(jnp.linalg.pinv(sA) @ stats.sigma_AB) ** 2
-    schur = stats.sigma_B - jnp.swapaxes(stats.sigma_AB, -1, -2) @ jnp.linalg.pinv(sA) @ stats.sigma_AB
+    schur = (
+        stats.sigma_B - jnp.swapaxes(stats.sigma_AB, -1, -2) @ jnp.linalg.pinv(sA) @ stats.sigma_AB
+    )
     schur = jnp.linalg.norm(schur, ord=2, axis=(-2, -1)) if stats.d_B > 1 else schur[..., 0, 0]
     slow = c2 / (2.0 * schur * _norm(w_star_A)) * jnp.log(_norm(w_uni_vec + w_star_A) / d.w_uni)
     return t_A, t_B + slow
@@ -353,7 +388,9 @@ _GL_NODES = 24
 _gl_x, _gl_w = np.polynomial.legendre.leggauss(_GL_NODES)
 
 
-def partner_scale(u: ArrayLike, init_scale: ArrayLike, k_s: ArrayLike, fusion_layer: int) -> Float[Array, "..."]:
+def partner_scale(
+    u: ArrayLike, init_scale: ArrayLike, k_s: ArrayLike, fusion_layer: int
+) -> Float[Array, ...]:
     """u_B as a function of u_A = u before A is learned (digest 2.6 invariant), k_s = s_B / s_A:
 
     - L_f != 2: u_B^{2-L_f} = k_s u^{2-L_f} + (1 - k_s) u0^{2-L_f};
@@ -371,7 +408,7 @@ def partner_scale(u: ArrayLike, init_scale: ArrayLike, k_s: ArrayLike, fusion_la
 
 
 def _log_integrand(x, x0, depth, fusion_layer, s_A, k_s):
-    """log of u^{2-L_f} / (s_A (u^2 + u_B^2)^{(L-L_f)/2}) at u = exp(x) (the du-integrand times u)."""
+    """log of u^{2-L_f} / (s_A (u^2 + u_B^2)^{(L-L_f)/2}) at u = exp(x) (du-integrand x u)."""
     L, Lf = depth, fusion_layer
     z = x - x0  # ln(u / u0) >= 0
     if Lf == 2:
@@ -390,7 +427,7 @@ def unimodal_integral(
     s_A: ArrayLike,
     s_B: ArrayLike,
     init_scale: ArrayLike,
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """t_A / tau: the time for A's per-layer scale to grow from u0 to 1 (digest 2.6),
 
         I = int_{u0}^{1} du / [ s_A u^{L_f-1} (u^2 + u_B(u)^2)^{(L-L_f)/2} ],
@@ -424,7 +461,9 @@ def _integral(L, Lf, s_A, s_B, u0):
     w = half[:, None] * jnp.asarray(_gl_w)[None, :]
     # x = x0 (1 - frac); dx = -x0 dfrac; broadcast over batch dims of the parameters.
     x = x0[..., None, None] * (1.0 - frac)
-    f = jnp.exp(_log_integrand(x, x0[..., None, None], L, Lf, s_A[..., None, None], k_s[..., None, None]))
+    f = jnp.exp(
+        _log_integrand(x, x0[..., None, None], L, Lf, s_A[..., None, None], k_s[..., None, None])
+    )
     return -x0 * jnp.sum(w * f, axis=(-2, -1))
 
 
@@ -440,7 +479,7 @@ def _deep_lag(depth, fusion_layer, d: Drives, u0):
 
 def time_ratio_deep_from_drives(
     depth: int, fusion_layer: int, d: Drives, init_scale: ArrayLike
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """Deep / intermediate-fusion t_B / t_A from the drives (digest 2.6):
 
         t_B / t_A = 1 + (t_B - t_A) / (tau I),     I = `unimodal_integral`,
@@ -467,16 +506,23 @@ def time_ratio_deep_from_drives(
 
 
 def time_ratio_deep(
-    stats: Statistics, depth: int, fusion_layer: int, init_scale: ArrayLike, *, signed: bool | None = None
+    stats: Statistics,
+    depth: int,
+    fusion_layer: int,
+    init_scale: ArrayLike,
+    *,
+    signed: bool | None = None,
 ) -> Float[Array, "*batch"]:
     """`time_ratio_deep_from_drives` for general statistics (digest 2.6): s_A, s_B (signed for
     scalar modalities), g_B and ||W_A^uni|| from `drives(stats)`."""
-    return time_ratio_deep_from_drives(depth, fusion_layer, drives(stats, signed=signed), init_scale)
+    return time_ratio_deep_from_drives(
+        depth, fusion_layer, drives(stats, signed=signed), init_scale
+    )
 
 
 def time_ratio_deep_toy(
     depth: int, fusion_layer: int, rho: ArrayLike, ratio: ArrayLike, init_scale: ArrayLike
-) -> Float[Array, "..."]:
+) -> Float[Array, ...]:
     """The authors' `sweep.lag_depth(L, L_f, rho, ratio, u0)` on the toy data (digest 2.6):
     `time_ratio_deep_from_drives` with `drives_toy(rho, ratio)`. Reproduces the digest's
     reference table (L = 4) to < 1e-3 (tests/test_theory.py)."""
@@ -490,7 +536,7 @@ def phase_times_deep(
     init_scale: ArrayLike,
     *,
     signed: bool | None = None,
-) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+) -> tuple[Float[Array, ...], Float[Array, ...]]:
     """Absolute leading-order (t_A, t_B) in units of tau (digest 2.6): t_A = tau I
     (`unimodal_integral`) and t_B = t_A x `time_ratio_deep` (so that the L_f = 1 and L_f = L
     special cases hold exactly: t_B = t_A for early fusion; for L_f = L the ratio is the two-layer
@@ -500,7 +546,11 @@ def phase_times_deep(
     (u_B = k_s u + (1 - k_s) u0 is then its B component), not a per-modality time.
     """
     L, Lf = _check_structure(depth, fusion_layer)
-    d = stats_or_drives if isinstance(stats_or_drives, Drives) else drives(stats_or_drives, signed=signed)
+    d = (
+        stats_or_drives
+        if isinstance(stats_or_drives, Drives)
+        else drives(stats_or_drives, signed=signed)
+    )
     t_A = unimodal_integral(L, Lf, d.s_A, d.s_B, init_scale)
     return t_A, t_A * time_ratio_deep_from_drives(L, Lf, d, init_scale)
 
@@ -508,7 +558,7 @@ def phase_times_deep(
 # ------------------------------------------------------------------------------------------------
 # 2.4 Misattribution, 2.5 superficial modality preference
 # ------------------------------------------------------------------------------------------------
-def misattribution_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, "..."]:
+def misattribution_toy(rho: ArrayLike, ratio: ArrayLike) -> Float[Array, ...]:
     """W_A^tot(t_uni) - W_A^tot(inf) = rho / ratio on the toy data (digest 2.4)."""
     return jnp.asarray(rho, dtype=float) / jnp.asarray(ratio, dtype=float)
 
@@ -520,20 +570,20 @@ def misattribution(stats: Statistics) -> Float[Array, "*batch o dA"]:
     return stats.unimodal_weights("A") - w_star[..., : stats.d_A]
 
 
-def prioritization_boundary(sigma_ratio: ArrayLike) -> Float[Array, "..."]:
+def prioritization_boundary(sigma_ratio: ArrayLike) -> Float[Array, ...]:
     """w_A* / w_B* = (sigma_A / sigma_B)^-2 (digest 2.5, solid line): for independent scalar
     modalities and positive teacher weights, A is learned first iff w_A* / w_B* lies above it
     (w_A* sigma_A^2 > w_B* sigma_B^2, i.e. Sigma_yxA > Sigma_yxB)."""
     return _f(check_positive("sigma_ratio (sigma_A / sigma_B)", sigma_ratio)) ** -2.0
 
 
-def contribution_boundary(sigma_ratio: ArrayLike) -> Float[Array, "..."]:
+def contribution_boundary(sigma_ratio: ArrayLike) -> Float[Array, ...]:
     """w_A* / w_B* = (sigma_A / sigma_B)^-1 (digest 2.5, dashed line): A contributes more to the
     output variance (and to the loss reduction) iff w_A* / w_B* lies above it."""
     return _f(check_positive("sigma_ratio (sigma_A / sigma_B)", sigma_ratio)) ** -1.0
 
 
-def superficial_preference(weight_ratio: ArrayLike, sigma_ratio: ArrayLike) -> Bool[Array, "..."]:
+def superficial_preference(weight_ratio: ArrayLike, sigma_ratio: ArrayLike) -> Bool[Array, ...]:
     """True where the modality learned first contributes *less* (digest 2.5, red region):
     the long plateau then sits at the higher of L(M_A), L(M_B).
 
@@ -560,20 +610,26 @@ def min_norm_solution(sample_stats: Statistics) -> Float[Array, "*batch o d"]:
     return sample_stats.optimal_weights()
 
 
-def generalization_error(w_tot: Float[ArrayLike, "*batch o d"], population: Statistics) -> Float[Array, "*batch"]:
+def generalization_error(
+    w_tot: Float[ArrayLike, "*batch o d"], population: Statistics
+) -> Float[Array, "*batch"]:
     """E_g = 1/2 (W - w*) Sigma (W - w*)^T on the population statistics (digest 2.8; label
     noise excluded, w* = population Sigma_yx Sigma^-1)."""
     return population.generalization_error(_f(w_tot))
 
 
-def unimodal_generalization_error(sample_stats: Statistics, population: Statistics) -> Float[Array, "*batch"]:
+def unimodal_generalization_error(
+    sample_stats: Statistics, population: Statistics
+) -> Float[Array, "*batch"]:
     """E_g at the sample unimodal fixed point M_A = (Sigma^_yxA Sigma^_A^+, 0) (digest 2.8):
     1/2 (W^_A^uni - w*_A, -w*_B) Sigma (.)^T. Population value 0.25 for the D = 100 setting.
     (The authors' "E_g^uni = 0.467" at P = 70 is the early-stopping minimum, not this value.)"""
     return population.generalization_error(fixed_point_weights(sample_stats, "A"))
 
 
-def early_fusion_final_error(sample_stats: Statistics, population: Statistics) -> Float[Array, "*batch"]:
+def early_fusion_final_error(
+    sample_stats: Statistics, population: Statistics
+) -> Float[Array, "*batch"]:
     """E_g of the solution early fusion converges to from small initialization: the min-norm
     interpolant `min_norm_solution(sample_stats)` (exact in the u0 -> 0 limit; digest 2.8)."""
     return population.generalization_error(min_norm_solution(sample_stats))

@@ -24,15 +24,24 @@ def _vector_stats(seed, d_A, d_B, n):
     sxx = 0.5 * (sxx + np.swapaxes(sxx, -1, -2))
     w = rng.uniform(-1, 1, size=(n, 1, d))
     syx = w @ sxx
-    return mdln.Statistics(jnp.asarray(sxx), jnp.asarray(syx), jnp.asarray(syx @ np.swapaxes(w, -1, -2)), d_A=d_A)
+    return mdln.Statistics(
+        jnp.asarray(sxx), jnp.asarray(syx), jnp.asarray(syx @ np.swapaxes(w, -1, -2)), d_A=d_A
+    )
 
 
 def _aligned_nets(stats, depth, fusion_layer, u0, width=5):
     n = stats.sigma_xx.shape[0]
     return eqx.filter_vmap(
         lambda k, s: mdln.FusionDLN.init(
-            k, depth=depth, fusion_layer=fusion_layer, width=width, d_A=stats.d_A, d_B=stats.d_B,
-            init_scale=u0, init="aligned", align_to=s,
+            k,
+            depth=depth,
+            fusion_layer=fusion_layer,
+            width=width,
+            d_A=stats.d_A,
+            d_B=stats.d_B,
+            init_scale=u0,
+            init="aligned",
+            align_to=s,
         )
     )(jax.random.split(jax.random.key(0), n), stats)
 
@@ -42,12 +51,23 @@ def _compare_full_and_reduced(stats, depth, fusion_layer, u0, t_max):
     n = stats.sigma_xx.shape[0]
     t_max = jnp.full(n, t_max)
     full = mdln.gradient_flow(nets, stats, t_max=t_max, converge_rtol=1e-10)
-    red = th.reduced_flow(stats, depth=depth, fusion_layer=fusion_layer, init_scale=u0, t_max=t_max, converge_rtol=1e-10)
+    red = th.reduced_flow(
+        stats,
+        depth=depth,
+        fusion_layer=fusion_layer,
+        init_scale=u0,
+        t_max=t_max,
+        converge_rtol=1e-10,
+    )
     m_full, m_red = mdln.measure(full, stats), mdln.measure(red, stats)
-    assert bool(jnp.all(m_full.success)) and bool(jnp.all(m_red.success)), (full.failure_reasons(), red.failure_reasons())
+    assert bool(jnp.all(m_full.success)) and bool(jnp.all(m_red.success)), (
+        full.failure_reasons(),
+        red.failure_reasons(),
+    )
     return nets, full, red, m_full, m_red
 
 
+@pytest.mark.slow
 def test_reduced_flow_equals_aligned_network_for_vector_modalities():
     """L = 3, L_f = 2, d_A = 3, d_B = 2: the reduction is exact for any balanced scalar-output
     net (directions rotate), so phase times agree to integration tolerance (1e-4 asked; ~1e-6
@@ -65,7 +85,9 @@ def test_reduced_flow_equals_aligned_network_for_vector_modalities():
     t_stop = jnp.minimum(full.t_end, red.t_end)
     live = np.asarray(full.ts < t_stop[:, None])
     scale = np.max(np.abs(np.asarray(full.weights)))
-    np.testing.assert_allclose(np.asarray(red.weights)[live], np.asarray(full.weights)[live], atol=1e-5 * scale)
+    np.testing.assert_allclose(
+        np.asarray(red.weights)[live], np.asarray(full.weights)[live], atol=1e-5 * scale
+    )
 
 
 def test_reduced_two_layer_is_the_logistic_and_tends_to_the_leading_order():
@@ -82,7 +104,9 @@ def test_reduced_two_layer_is_the_logistic_and_tends_to_the_leading_order():
     ratio = jnp.asarray([p[1] for p in PAIRS for _ in us])
     u0 = jnp.asarray([u for _ in PAIRS for u in us])
     stats = jax.vmap(mdln.Statistics.toy)(rho, ratio)
-    traj = th.reduced_flow(stats, depth=2, fusion_layer=2, init_scale=u0, converge_rtol=1e-10, n_save=1024)
+    traj = th.reduced_flow(
+        stats, depth=2, fusion_layer=2, init_scale=u0, converge_rtol=1e-10, n_save=1024
+    )
     m = mdln.measure(traj, stats)
     assert bool(jnp.all(m.success)), traj.failure_reasons()
     # logistic check on the rho = 0 members (first pair)
@@ -101,7 +125,9 @@ def test_reduced_two_layer_is_the_logistic_and_tends_to_the_leading_order():
     first_order = np.asarray(t_B1 / t_A1)
     small = np.asarray(u0) <= 1e-12
     np.testing.assert_allclose(got[small], first_order[small], rtol=3e-4)
-    np.testing.assert_allclose(got[~small], first_order[~small], rtol=1.5e-3)  # worst: rho 0.9, 1.1e-3
+    np.testing.assert_allclose(
+        got[~small], first_order[~small], rtol=1.5e-3
+    )  # worst: rho 0.9, 1.1e-3
     np.testing.assert_allclose(np.asarray(m.t_A), np.asarray(t_A1), rtol=2e-3)
 
 
@@ -109,10 +135,14 @@ def test_reduced_state_round_trip_and_weights():
     stats = mdln.Statistics.toy(-0.9, 3.0)  # Sigma_yxB < 0: B still points along W*_B > 0
     st = th.reduced_initial_state(stats, 1e-3)
     w_A, w_B = th.reduced_weights(st, 4, 3)
-    np.testing.assert_allclose([float(w_A[0, 0]), float(w_B[0, 0])], [np.sqrt(2) * 1e-12] * 2, rtol=1e-12)  # u0^3 (sqrt(2) u0)
+    np.testing.assert_allclose(
+        [float(w_A[0, 0]), float(w_B[0, 0])], [np.sqrt(2) * 1e-12] * 2, rtol=1e-12
+    )  # u0^3 (sqrt(2) u0)
     drive = th.reduced_initial_state(stats, 1e-3, direction="drive")
     assert float(drive.rho_B[0]) < 0 < float(st.rho_B[0])
-    batched = th.reduced_initial_state(jax.vmap(mdln.Statistics.toy)(jnp.zeros(4), jnp.full(4, 2.0)), jnp.geomspace(1e-3, 1e-1, 4))
+    batched = th.reduced_initial_state(
+        jax.vmap(mdln.Statistics.toy)(jnp.zeros(4), jnp.full(4, 2.0)), jnp.geomspace(1e-3, 1e-1, 4)
+    )
     assert batched.rho_A.shape == (4, 1) and batched.offset.shape == (4,)
 
 
@@ -120,7 +150,9 @@ def test_reduced_input_errors():
     stats = mdln.Statistics.toy(0.0, 2.0)
     with pytest.raises(ValueError, match="exactly one of init_scale"):
         th.reduced_flow(stats, depth=2, fusion_layer=2)
-    with pytest.raises(ValueError, match=r"fusion_layer \(L_f\) must be an integer in \[1, depth\]"):
+    with pytest.raises(
+        ValueError, match=r"fusion_layer \(L_f\) must be an integer in \[1, depth\]"
+    ):
         th.reduced_flow(stats, depth=2, fusion_layer=3, init_scale=0.1)
     with pytest.raises(ValueError, match="direction must be one of"):
         th.reduced_initial_state(stats, 0.1, direction="random")
@@ -132,15 +164,51 @@ def test_reduced_input_errors():
     assert isinstance(th.reduced_initial_state(stats, 0.1), ReducedState)
 
 
+# Random-init t_B/t_A at rho = 0, ratio 2, u0 = 0.1 (mean of 3 seeds, width 16) must fall in
+# these brackets, which order L_f = 1 < 2 < 3 < 4 (digest 4.1 item 11 measured 1.01, 1.05,
+# 1.53, 4.31 against the formula's 1, 1.21, 1.75, 4): intermediate fusion well below the formula.
+_RANDOM_BRACKETS = {1: (0.98, 1.05), 2: (1.0, 1.2), 3: (1.2, 2.0), 4: (2.5, 8.0)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion_layers", [(1, 2), (3, 4)])
-def test_deep_reduced_equals_aligned_network(fusion_layers):
-    """L = 4, rho in {-0.6, 0, 0.6}, ratio 2, aligned u0 = 0.05: reduced and full phase times
-    agree to 1e-4 (measured ~1e-6), for early, intermediate and late fusion."""
+def test_deep_fusion_aligned_reduced_formula_and_random_init(fusion_layers):
+    """L = 4, ratio 2, rho in {-0.6, 0, 0.6}, aligned init u0 = 0.05, one batched solve per L_f:
+
+    - full network and reduced dynamics agree to 1e-4 in t_A, t_B and t_B/t_A (measured ~1e-6);
+    - t_B/t_A is within 5 % of the integral formula (`theory.time_ratio_deep`);
+    - in the same batch, the authors' random init (u0 = 0.1, 3 seeds at rho = 0): the ordering
+      "deeper fusion -> longer unimodal phase" holds (brackets above), with intermediate fusion
+      clearly below the formula (the gap is reported in docs/reproduction.md, not asserted away).
+    """
     rho = jnp.asarray([-0.6, 0.0, 0.6])
     stats = jax.vmap(mdln.Statistics.toy)(rho, jnp.full(3, 2.0))
+    rnd_stats = jax.vmap(mdln.Statistics.toy)(jnp.zeros(3), jnp.full(3, 2.0))
+    t_max = jnp.full(6, 6000.0)
+    means = {}
     for Lf in fusion_layers:
-        _, _, _, m_full, m_red = _compare_full_and_reduced(stats, 4, Lf, 0.05, 4000.0)
-        np.testing.assert_allclose(m_red.t_A, m_full.t_A, rtol=1e-4)
-        np.testing.assert_allclose(m_red.t_B, m_full.t_B, rtol=1e-4)
-        np.testing.assert_allclose(m_red.time_ratio, m_full.time_ratio, rtol=1e-4)
+        aligned = _aligned_nets(stats, 4, Lf, 0.05, width=16)
+        random = eqx.filter_vmap(
+            lambda k: mdln.FusionDLN.init(
+                k, depth=4, fusion_layer=Lf, width=16, d_A=1, d_B=1, init_scale=0.1
+            )
+        )(jax.random.split(jax.random.key(11), 3))
+        nets = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), aligned, random)
+        both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), stats, rnd_stats)
+        full = mdln.gradient_flow(nets, both, t_max=t_max, converge_rtol=1e-10)
+        m = mdln.measure(full, both)
+        assert bool(jnp.all(m.success)), full.failure_reasons()
+        red = th.reduced_flow(
+            stats, depth=4, fusion_layer=Lf, init_scale=0.05, t_max=t_max[:3], converge_rtol=1e-10
+        )
+        m_red = mdln.measure(red, stats)
+        assert bool(jnp.all(m_red.success))
+        for field in ("t_A", "t_B", "time_ratio"):
+            np.testing.assert_allclose(getattr(m_red, field), getattr(m, field)[:3], rtol=1e-4)
+        formula = th.time_ratio_deep(stats, 4, Lf, 0.05)
+        np.testing.assert_allclose(m.time_ratio[:3], formula, rtol=0.05)
+        means[Lf] = float(jnp.mean(m.time_ratio[3:]))
+        lo, hi = _RANDOM_BRACKETS[Lf]
+        assert lo < means[Lf] < hi, (Lf, np.asarray(m.time_ratio[3:]))
+    a, b = fusion_layers
+    assert means[a] < means[b], means
