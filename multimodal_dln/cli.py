@@ -389,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .greedy_experiments import add_cli as _add_greedy
 
     _add_greedy(sub)
+
+    from .reproduce import add_cli as _add_reproduce
+
+    _add_reproduce(sub)
     return parser
 
 
