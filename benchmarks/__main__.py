@@ -32,8 +32,10 @@ def run_one(name: str, mode: str, out: Path | None, **kwargs) -> dict:
     except Exception as e:  # noqa: BLE001  -- record the failure, keep going with the others
         error = "".join(traceback.format_exception(e))
         res = {"rows": [C.row("FAILED", None, note=f"{type(e).__name__}: {e}")], "details": {}}
+    skipped = list(C.BUDGET["skipped"])
     record = {
         "name": name,
+        "skipped_for_time_budget": skipped,
         "description": mod.DESCRIPTION,
         "mode": mode,
         "wall_s": time.perf_counter() - t0,
@@ -51,6 +53,20 @@ def run_one(name: str, mode: str, out: Path | None, **kwargs) -> dict:
     return record
 
 
+def report(out: Path) -> int:
+    """Re-print the table of the results saved in `out` (no benchmark is run)."""
+    from . import _common as C
+
+    records = [json.loads((out / f"{n}.json").read_text()) for n in BENCHMARKS if (out / f"{n}.json").exists()]
+    if not records:
+        print(f"no results in {out}/", file=sys.stderr)
+        return 1
+    print(C.format_table(records))
+    print()
+    print(C.markdown_table(records))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes / fewer repeats (about 3 minutes on 2 CPU cores)")
@@ -58,8 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     p.add_argument("--out", default=str(RESULTS), help="directory for the JSON results (default: %(default)s)")
     p.add_argument("--full-baseline", action="store_true", help="sweep: run the hand-written GD baseline on all 180 configurations (~40 min on 2 cores) instead of a subset")
-    p.add_argument("--members", type=int, default=None, help="gpu: number of members (default 4096 on a GPU, 32 elsewhere)")
+    p.add_argument("--members", type=int, default=None, help="gpu: number of members (default 4096 on a GPU; off-GPU the overhead benchmark's 8)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="total seconds; optional parts (extra sizes, the engine-defaults sweep, the overhead decomposition) are "
+                        "skipped when they would not fit (default: 540 in full mode when running all benchmarks, none otherwise)")
+    p.add_argument("--report", action="store_true", help="print the table (text and markdown) from the JSON files in --out; run nothing")
     args = p.parse_args(argv)
+    if args.report:
+        return report(Path(args.out))
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     assert mode in MODES
     names = BENCHMARKS if args.only is None else tuple(n.strip() for n in args.only.split(",") if n.strip())
@@ -71,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"benchmarks ({mode}) on {C.env_info()['device_kind']} ({C.env_info()['backend']}), "
           f"{C.env_info()['cpu_count']} CPUs, load average {C.loadavg()}", flush=True)
     t0 = time.perf_counter()
+    budget = args.budget if args.budget is not None else (540.0 if mode == "full" and args.only is None else None)
+    C.set_budget(None if budget is None else t0 + budget)
     results = []
-    for n in names:
+    for j, n in enumerate(names):
+        C.set_reserve(sum(C.MINIMUM_S.get(m, 0) for m in names[j + 1 :]))
         kwargs = {}
         if n == "sweep" and args.full_baseline:
             kwargs["baseline_every"] = 1
@@ -90,11 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     table = C.format_table(results)
     print()
     print(table)
+    skipped = {r["name"]: r["skipped_for_time_budget"] for r in results if r["skipped_for_time_budget"]}
+    if skipped:
+        print(f"skipped to stay within the {budget:.0f} s budget: {skipped}")
     print(f"\ntotal wall time {total:.0f} s; results in {out}/")
     if args.only is None:
         summary = {
             "mode": mode,
             "total_wall_s": total,
+            "budget_s": budget,
+            "skipped_for_time_budget": skipped,
             "environment": C.jsonable(C.env_info()),
             "table": table,
             "markdown_table": C.markdown_table(results),

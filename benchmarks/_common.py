@@ -98,6 +98,39 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+# ------------------------------------------------------------------------------------------------
+# Time budget: full mode must finish in 10 minutes on the shared 2-core CPU, where compilation
+# alone takes 7-25 s per structure depending on the load. Optional parts of a benchmark ask
+# `can_afford(estimate)` first; skipped parts are recorded (`skipped`) and said in the JSON.
+# ------------------------------------------------------------------------------------------------
+BUDGET: dict[str, Any] = {"deadline": None, "reserve": 0.0, "skipped": []}
+
+# Rough minimum wall time (s) of each benchmark's mandatory part at load ~5 (full mode).
+MINIMUM_S = {"sweep": 150, "overhead": 80, "scaling": 90, "buckets": 35, "dtype": 45, "row_order": 25, "gpu": 10}
+
+
+def set_budget(deadline: float | None) -> None:
+    BUDGET.update(deadline=deadline, reserve=0.0, skipped=[])
+
+
+def set_reserve(seconds: float) -> None:
+    """Time to keep for the benchmarks still to run after the current one."""
+    BUDGET["reserve"] = float(seconds)
+    BUDGET["skipped"] = []
+
+
+def can_afford(estimate_s: float, what: str) -> bool:
+    """Whether an optional part estimated at `estimate_s` fits before the deadline (always
+    True without a deadline). A refusal is recorded in `BUDGET["skipped"]`."""
+    if BUDGET["deadline"] is None:
+        return True
+    ok = time.perf_counter() + estimate_s + BUDGET["reserve"] <= BUDGET["deadline"]
+    if not ok:
+        BUDGET["skipped"].append(what)
+        log(f"  (time budget) skipped: {what}")
+    return ok
+
+
 def block(x):
     return jax.block_until_ready(x)
 
@@ -223,7 +256,7 @@ def fmt_value(r: dict) -> str:
         return "n/a"
     unit = r.get("unit", "x")
     if unit == "%":
-        return f"{100 * v:.1f} %"
+        return f"{100 * v:.1f} %" if abs(v) >= 1e-3 or v == 0 else f"{100 * v:.1g} %"
     if abs(v) >= 100:
         s = f"{v:,.0f}"
     elif abs(v) >= 10:
@@ -261,7 +294,8 @@ def markdown_table(results: list[dict]) -> str:
     for res in results:
         for r in res.get("rows", []):
             met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
-            lines.append(f"| {res['name']} | {r['metric']} | {fmt_value(r)} | {r.get('goal') or '-'} | {met} |")
+            cells = (res["name"], r["metric"], fmt_value(r), r.get("goal") or "-", met)
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
