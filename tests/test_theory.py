@@ -408,7 +408,9 @@ def test_two_layer_random_covariances_converge_to_norm_formula():
             align_to=s,
         )
     )(jax.random.split(jax.random.key(1), n), stats)
-    m = mdln.measure(mdln.gradient_flow(nets, stats, n_save=256), stats)
+    # buckets: 200 members with durations spread over decades; grouping them by the predicted
+    # duration cuts the vmap waste (benchmarks/buckets) without changing any member's result.
+    m = mdln.measure(mdln.gradient_flow(nets, stats, n_save=256, buckets=4), stats)
     ok = np.asarray(m.success)
     assert ok.mean() > 0.97
     rel = np.abs(np.asarray(m.time_ratio)[ok] / pred[ok] - 1)
