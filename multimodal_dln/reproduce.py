@@ -978,6 +978,8 @@ def _deep_plot(camp, sweep, xkey, xlabel, dense, theory_fn, logx=False):
         ax.plot(x, d["reduced"]["time_ratio"][idx], "--", color=cols[Lf], lw=1)
         ax.plot(x, d["aligned"]["time_ratio"][idx], "o", mfc="none", color=cols[Lf], ms=5)
         rnd = d["random"]["time_ratio"].reshape(-1, s["seeds"])[idx]
+        ok = np.asarray(d["random"]["success"], bool).reshape(-1, s["seeds"])[idx]
+        rnd = np.where(ok, rnd, np.nan)  # unconverged members (flagged) are not drawn
         ax.plot(
             np.repeat(x, s["seeds"]), rnd.ravel(), "^", mfc="none", color=cols[Lf], ms=4, alpha=0.8
         )
