@@ -87,6 +87,7 @@ def test_useful_fraction_matches_bucket_grouping():
 def test_sweep_subset_and_authors_rule():
     idx = sweep.subset(180, 20, 5)
     assert idx[0] == 0 and len(idx) == 9 and len(set(idx % 5)) == 5
+    assert len(sweep.subset(180, 30, 5)) == 6
     assert np.array_equal(sweep.subset(7, 1, 5), np.arange(7))
     hist = np.stack([np.linspace(0, 1.25, 11), np.linspace(0, 1.0, 11)], axis=1)  # rho/r = 0.25
     t_A, t_B = sweep.authors_times(hist, 0.5, 2.0)
