@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import time
@@ -122,6 +123,20 @@ def _toy_batch(rows, ratio, key, make_net):
     return stats, nets, alpha, Q
 
 
+def _toy_late_net(key, *, width, init_scale):
+    """Two-layer late-fusion net on scalar toy modalities, the authors' entrywise init."""
+    return FusionDLN.init(
+        key,
+        depth=2,
+        fusion_layer=2,
+        width=width,
+        d_A=1,
+        d_B=1,
+        init_scale=init_scale,
+        init="entrywise",
+    )
+
+
 def _f(x):
     x = float(x)
     return x if math.isfinite(x) else None
@@ -156,18 +171,7 @@ def toy_experiment(
     """
     rows = _members(rhos, Qs, alpha)
 
-    def make(k):
-        return FusionDLN.init(
-            k,
-            depth=2,
-            fusion_layer=2,
-            width=width,
-            d_A=1,
-            d_B=1,
-            init_scale=init_scale,
-            init="entrywise",
-        )
-
+    make = functools.partial(_toy_late_net, width=width, init_scale=init_scale)
     stats, nets, a, q = _toy_batch(rows, ratio, jax.random.key(seed), make)
     run = _bl.train(
         nets,
@@ -237,18 +241,7 @@ def ode_experiment(
     """
     rows = _members(rhos, Qs, alpha)
 
-    def make(k):
-        return FusionDLN.init(
-            k,
-            depth=2,
-            fusion_layer=2,
-            width=width,
-            d_A=1,
-            d_B=1,
-            init_scale=init_scale,
-            init="entrywise",
-        )
-
+    make = functools.partial(_toy_late_net, width=width, init_scale=init_scale)
     stats, nets, a, q = _toy_batch(rows, ratio, jax.random.key(seed), make)
     run = _bl.train(
         nets, stats, lr=lr, n_steps=n_steps, algorithm="balanced", alpha=a, Q=q, n_save=100
