@@ -413,6 +413,22 @@ def _toy_sweep(ctx) -> dict:
     return out
 
 
+def _ratio_row(kind, ratio, rho, seed, m, theory, i) -> dict:
+    """One CSV row of the toy time-ratio entry: member i of measurements `m` vs `theory`."""
+    return {
+        "kind": kind,
+        "ratio": ratio[i],
+        "rho": rho[i],
+        "seed": seed[i],
+        "t_A": m["t_A"][i],
+        "t_B": m["t_B"][i],
+        "time_ratio": m["time_ratio"][i],
+        "theory": theory[i],
+        "rel_error": m["time_ratio"][i] / theory[i] - 1,
+        "success": m["success"][i],
+    }
+
+
 def _fig_toy_time_ratio(ctx):
     """F4c: t_B / t_A vs rho for ratio in {1, 1.5, 2, 3}, two-layer late fusion (digest 2.3, 2.9a).
 
@@ -432,41 +448,12 @@ def _fig_toy_time_ratio(ctx):
     for kind in ("flow", "gd"):
         if kind not in sw:
             continue
-        m = sw[kind]
-        for i in range(len(rho)):
-            rows.append(
-                {
-                    "kind": kind,
-                    "ratio": ratio[i],
-                    "rho": rho[i],
-                    "seed": seeds[i],
-                    "t_A": m["t_A"][i],
-                    "t_B": m["t_B"][i],
-                    "time_ratio": m["time_ratio"][i],
-                    "theory": theory[i],
-                    "rel_error": m["time_ratio"][i] / theory[i] - 1,
-                    "success": m["success"][i],
-                }
-            )
+        rows += [_ratio_row(kind, ratio, rho, seeds, sw[kind], theory, i) for i in range(len(rho))]
     r_rho, r_ratio, r_seed = sw["relu_grid"]
     r_theory = np.asarray(th.time_ratio_toy(r_rho, r_ratio))
     for i in range(len(r_rho)):
-        rm = sw["relu"]
-        rows.append(
-            {
-                "kind": "relu",
-                "ratio": r_ratio[i],
-                "rho": r_rho[i],
-                "seed": r_seed[i],
-                "t_A": rm["t_A"][i],
-                "t_B": rm["t_B"][i],
-                "time_ratio": rm["time_ratio"][i],
-                "theory": r_theory[i],
-                "rel_error": rm["time_ratio"][i] / r_theory[i] - 1,
-                "success": rm["success"][i],
-                "theory_sample_stats": sw["relu_emp_theory"][i],
-            }
-        )
+        row = _ratio_row("relu", r_ratio, r_rho, r_seed, sw["relu"], r_theory, i)
+        rows.append(row | {"theory_sample_stats": sw["relu_emp_theory"][i]})
     dense = np.linspace(-0.92, 0.92, 93)
     ratios = sorted(set(ratio.tolist()) | set(r_ratio.tolist()))
     for r in ratios:
