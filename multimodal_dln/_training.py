@@ -105,7 +105,12 @@ def default_horizon(net: FusionDLN, objective) -> jax.Array:
     layers = [a for a in jax.tree.leaves(eqx.filter(net, eqx.is_array))]
     logs = jnp.stack([jnp.log(jnp.linalg.norm(a) + 1e-300) for a in layers])
     u = jnp.clip(jnp.exp(jnp.mean(logs)), 1e-300, 0.5)
-    L = net.depth
+    return horizon_at_scale(stats, u, net.depth)
+
+
+def horizon_at_scale(stats, u, L) -> jax.Array:
+    """The `default_horizon` estimate for a network of depth `L` (static or traced) whose
+    layers have typical scale `u`; shared with the reduced dynamics."""
 
     def nrm(a):
         return jnp.linalg.norm(a)
@@ -119,11 +124,8 @@ def default_horizon(net: FusionDLN, objective) -> jax.Array:
     s_min = jnp.where(jnp.isfinite(s_min), s_min, floor)
 
     def escape(s):
-        if L == 1:
-            return 1.0 / s
-        if L == 2:
-            return jnp.log(1.0 / u) / s
-        return u ** (2 - L) / ((L - 2) * s)
+        deep = u ** (2 - L) / jnp.where(L > 2, (L - 2) * s, 1.0)
+        return jnp.where(L == 1, 1.0 / s, jnp.where(L == 2, jnp.log(1.0 / u) / s, deep))
 
     eig = jnp.linalg.eigvalsh(stats.sigma_xx)
     lam_max = eig[-1]

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._training import horizon_at_scale
 from ._validation import check_positive
 from .network import FusionDLN
 from .statistics import Statistics
@@ -225,32 +226,14 @@ def _make_vector_field(stats: Statistics, L, Lf, offset, early: bool):
 
 
 def _horizon(stats: Statistics, state: ReducedState, L, Lf):
-    """Generous time horizon, the formula of `_training.default_horizon` applied to the layer
+    """Generous time horizon: `_training.horizon_at_scale` at the typical layer
     norms of the balanced network the state describes (u_m for the L_f branch/fusion layers,
     v for the L - L_f shared layers). `L`, `Lf` may be traced."""
     uA, uB = jnp.linalg.norm(state.rho_A), jnp.linalg.norm(state.rho_B)
     v = jnp.sqrt(uA**2 + uB**2 + state.offset)
     logs = Lf * (jnp.log(uA) + jnp.log(uB)) + (L - Lf) * jnp.log(v)
     u = jnp.clip(jnp.exp(logs / (2 * Lf + (L - Lf))), 1e-300, 0.5)
-    nrm = jnp.linalg.norm
-    s_full = nrm(stats.sigma_yx)
-    g_B = nrm(stats.sigma_yxB - stats.unimodal_weights("A") @ stats.sigma_AB)
-    g_A = nrm(stats.sigma_yxA - stats.unimodal_weights("B") @ stats.sigma_AB.T)
-    drives = jnp.stack([nrm(stats.sigma_yxA), nrm(stats.sigma_yxB), g_A, g_B])
-    floor = 1e-3 * s_full + 1e-300
-    s_min = jnp.maximum(jnp.min(jnp.where(drives > floor, drives, jnp.inf)), floor)
-    s_min = jnp.where(jnp.isfinite(s_min), s_min, floor)
-
-    def escape(s):
-        deep = u ** (2 - L) / jnp.where(L > 2, (L - 2) * s, 1.0)
-        return jnp.where(L == 1, 1.0 / s, jnp.where(L == 2, jnp.log(1.0 / u) / s, deep))
-
-    eig = jnp.linalg.eigvalsh(stats.sigma_xx)
-    lam_max = eig[-1]
-    lam_min = jnp.min(jnp.where(eig > 1e-10 * lam_max, eig, jnp.inf))
-    w_scale = jnp.maximum(nrm(stats.optimal_weights()), 1e-3)
-    settle = jnp.log(1e8) / (lam_min * w_scale ** (2.0 - 2.0 / L))
-    return 4.0 * (escape(s_full) + escape(s_min) + settle)
+    return horizon_at_scale(stats, u, L)
 
 
 class _Config(eqx.Module):
