@@ -27,8 +27,8 @@ def settings(mode: str) -> dict:
     if mode == "tiny":
         return dict(members=4, width=4, inits=[1e-3], n_save=16, repeats=1)
     if mode == "quick":
-        return dict(members=32, width=100, inits=[1e-3, 1e-6], n_save=128, repeats=1)
-    return dict(members=32, width=100, inits=[1e-3, 1e-6, 1e-9], n_save=128, repeats=1)
+        return dict(members=32, width=100, inits=[1e-3, 1e-6], n_save=256, repeats=1)
+    return dict(members=32, width=100, inits=[1e-3, 1e-6, 1e-9], n_save=256, repeats=1)
 
 
 VARIANTS = (

@@ -28,6 +28,7 @@ from .measurements import (
     measure as measure,
 )
 from .network import FusionDLN as FusionDLN
+from .status import Status as Status, describe as describe_status
 from .statistics import Statistics as Statistics, validate_statistics as validate_statistics
 from . import balanced as balanced, greedy as greedy, theory as theory
 from .two_head import TwoHeadFusionNet as TwoHeadFusionNet

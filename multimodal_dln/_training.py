@@ -5,6 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .dataset import Dataset
 from .loss import linear_readout, loss
@@ -38,6 +39,8 @@ def prepare(net: FusionDLN, objective):
             "networks and statistics may carry at most one leading batch axis; "
             f"got {nb} on the network and {ob} on the objective (reshape to one axis first)."
         )
+    if (nb and net.fusion_A.shape[0] == 0) or (ob and batch_size_objective(objective) == 0):
+        raise ValueError("the batch has 0 members (a leading axis of size 0); a batch needs at least one.")
     d = (objective.d_A, objective.d_B, objective.d_out) if isinstance(objective, Statistics) else (
         objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1]
     )
@@ -79,6 +82,37 @@ def readout(net: FusionDLN, objective):
     if net.is_linear:
         return net.total_weights()
     return linear_readout(net, objective)
+
+
+def objective_valid(objective) -> jax.Array:
+    """Per-member validity of the data (traceable): see `_validation.statistics_valid`."""
+    from .dataset import dataset_valid
+    from .statistics import statistics_valid
+
+    if isinstance(objective, Statistics):
+        return statistics_valid(objective)
+    return dataset_valid(objective)
+
+
+def safe_objective(objective, valid):
+    """`objective` where `valid`, else harmless data with a zero loss gap (identity input
+    moments, zero targets): an invalid member then converges at once instead of spending the
+    batch's steps on NaNs, and is reported `INVALID_INPUT`. Exact for valid members."""
+    if isinstance(objective, Statistics):
+        eye = jnp.eye(objective.d, dtype=objective.sigma_xx.dtype)
+        return Statistics(
+            jnp.where(valid, objective.sigma_xx, eye),
+            jnp.where(valid, objective.sigma_yx, 0.0),
+            jnp.where(valid, objective.sigma_yy, 0.0),
+            d_A=objective.d_A,
+        )
+    return Dataset(*(jnp.where(valid, a, 0.0) for a in (objective.x_A, objective.x_B, objective.y)))
+
+
+def n_params_per_member(net: FusionDLN, net_axis) -> int:
+    """Number of trainable entries of one member (from shapes only)."""
+    leaves = jax.tree.leaves(eqx.filter(net, eqx.is_array))
+    return sum(int(np.prod(a.shape[1:] if net_axis == 0 else a.shape)) for a in leaves)
 
 
 def statistics_of(objective) -> Statistics:

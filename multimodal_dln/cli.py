@@ -36,6 +36,7 @@ _FLAG_NAMES = {
     "ratio": "--ratio",
     "init_scale": "--init-scale",
     "seeds": "--seeds",
+    "t_max": "--t-max",
     "out_dir": "--out",
 }
 
@@ -58,7 +59,13 @@ examples:
   mdln simulate --depth 4 --fusion-layer 3 --init aligned --init-scale 0.1
 
 Theory (leading order in u0): late fusion (L_f = L) t_B/t_A = 1 + (r^2 - 1)/(1 - rho^2) and
-misattribution rho/r; early fusion (L_f = 1) t_B/t_A = 1; none here for 1 < L_f < L.
+misattribution rho/r; early fusion (L_f = 1) t_B/t_A = 1; for 1 < L_f < L the leading-order
+deep formula theory.time_ratio_deep_toy (valid as u0 -> 0; at u0 = 0.1 aligned networks differ
+by ~3.5-6.6 %, random init comes out ~18 % below it); none for depth 1 or ratio < 1.
+
+Every seed is reported with its status (OK, or why not: DIVERGED, NOT_CONVERGED, ...) and a
+reason with the remedy; a failed seed's phase times are '-' (null in --json), and a final
+"warning: N of M members failed" line goes to stderr (the exit status stays 0).
 """
 
 _EPILOG_SWEEP = """\
@@ -249,8 +256,21 @@ def _add_model_options(p: argparse.ArgumentParser, *, list_values: bool) -> None
         help="learning rate for --method gd (ignored for flow)",
     )
     g.add_argument(
+        "--t-max",
+        type=_float,
+        default=None,
+        metavar="T",
+        help="horizon in gradient-flow time, kept as given (members not converged by then are "
+        "flagged NOT_CONVERGED); for --method gd it sets n_steps = ceil(T / lr) (default: an "
+        "estimate from the data and u0, extended up to 64x for members that have not converged)",
+    )
+    g.add_argument(
         "--noise", type=_float, default=0.0, metavar="S", help="label-noise std of the toy data"
     )
+    _add_data_options(p, list_values=list_values)
+
+
+def _add_data_options(p: argparse.ArgumentParser, *, list_values: bool) -> None:
     d = p.add_argument_group("toy data (x_A, x_B scalar, y = x_A + x_B)")
     if list_values:
         d.add_argument(
@@ -404,8 +424,9 @@ def _default_init_scale(depth: int) -> float:
 
 
 def _fmt(v, spec=".4g") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "nan" if v is not None else "-"
+    """A number, or '-' for no value (None or NaN: e.g. a failed member's phase times)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
     return format(v, spec)
 
 
@@ -420,15 +441,64 @@ def _median(values) -> float:
 # commands
 # ------------------------------------------------------------------------------------------------
 def _cmd_simulate(args) -> int:
-    from .sweep import (
-        MemberConfig,
-        _jsonable,
-        simulate_toy,
-        theory_misattribution,
-        theory_time_ratio,
-        validate_grid,
-        validate_settings,
+    from .sweep import MemberConfig, _jsonable, simulate_toy
+
+    setup = _simulate_setup(args)
+    settings, grid = setup["settings"], setup["grid"]
+    configs = [
+        MemberConfig(
+            grid["fusion_layer"][0], grid["rho"][0], grid["ratio"][0], grid["init_scale"][0], s
+        )
+        for s in range(args.seeds)
+    ]
+    t0 = time.perf_counter()
+    res, divergence = _divergence_notes(
+        lambda: simulate_toy(
+            configs,
+            **{
+                k: settings[k] for k in ("depth", "width", "init", "method", "lr", "noise", "t_max")
+            },
+        )
     )
+    wall = time.perf_counter() - t0
+    theory = _simulate_theory(
+        args.depth, setup["fusion_layer"], args.rho, args.ratio, setup["init_scale"]
+    )
+    members = [_member_record(r) for r in res.rows]
+    summary = _simulate_summary(res.rows, theory, wall)
+    if args.json:
+        doc = {"config": _simulate_config(args, setup), "members": members, "summary": summary}
+        print(json.dumps(_jsonable(doc), allow_nan=False))
+    else:
+        _print_simulate(args, setup, members, summary, theory, wall)
+    for note in divergence:
+        print(f"warning: {note}", file=sys.stderr)
+    _warn_failures(res.rows)
+    return 0
+
+
+def _divergence_notes(fn):
+    """Call `fn()`; return its result and the messages of the `DivergenceWarning`s it raised
+    (printed by the caller as one-line warnings; other warnings pass through unchanged)."""
+    import warnings
+
+    from .sweep import DivergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    notes = []
+    for w in caught:
+        if issubclass(w.category, DivergenceWarning):
+            notes.append(" ".join(str(w.message).split()))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out, notes
+
+
+def _simulate_setup(args) -> dict:
+    """Validated settings and one-point grid of `mdln simulate` (errors name the flags)."""
+    from .sweep import validate_grid, validate_settings
 
     fusion_layer = args.depth if args.fusion_layer is None else args.fusion_layer
     init_scale = _default_init_scale(args.depth) if args.init_scale is None else args.init_scale
@@ -439,6 +509,7 @@ def _cmd_simulate(args) -> int:
         method=args.method,
         lr=args.lr,
         noise=args.noise,
+        t_max=args.t_max,
         names=_FLAG_NAMES,
     )
     grid = validate_grid(
@@ -451,133 +522,185 @@ def _cmd_simulate(args) -> int:
         args.depth,
         names=_FLAG_NAMES,
     )
-    configs = [
-        MemberConfig(
-            grid["fusion_layer"][0], grid["rho"][0], grid["ratio"][0], grid["init_scale"][0], s
-        )
-        for s in range(args.seeds)
-    ]
-    t0 = time.perf_counter()
-    res = simulate_toy(
-        configs,
-        depth=settings["depth"],
-        width=settings["width"],
-        init=settings["init"],
-        method=settings["method"],
-        lr=settings["lr"],
-        noise=settings["noise"],
-    )
-    wall = time.perf_counter() - t0
-    reasons = res.trajectory.failure_reasons()
-    th_ratio = theory_time_ratio(args.depth, fusion_layer, args.rho, args.ratio, init_scale)
-    th_mis = theory_misattribution(args.depth, fusion_layer, args.rho, args.ratio)
-    ok_rows = [r for r in res.rows if r["success"]]
-    tr_med = _median([r["time_ratio"] for r in ok_rows])
-    mis_med = _median([r["misattribution"] for r in ok_rows])
-    config = {
-        "depth": settings["depth"],
+    return {
+        "settings": settings,
+        "grid": grid,
         "fusion_layer": fusion_layer,
-        "width": settings["width"],
+        "init_scale": init_scale,
+    }
+
+
+def _simulate_config(args, setup) -> dict:
+    s = setup["settings"]
+    return {
+        "depth": s["depth"],
+        "fusion_layer": setup["fusion_layer"],
+        "width": s["width"],
         "rho": args.rho,
         "ratio": args.ratio,
-        "init_scale": init_scale,
+        "init_scale": setup["init_scale"],
         "seeds": args.seeds,
-        "init": settings["init"],
-        "noise": settings["noise"],
-        "method": settings["method"],
-        "lr": settings["lr"],
+        "init": s["init"],
+        "noise": s["noise"],
+        "method": s["method"],
+        "lr": s["lr"],
+        "t_max": s["t_max"],
         "data": "toy",
         "time_units": "gradient-flow time (tau = 1); for gd, steps x lr",
     }
-    members = []
-    for r, reason in zip(res.rows, reasons, strict=False):
-        status = "ok" if r["success"] else (reason if reason != "ok" else "phase times not found")
-        members.append(
-            {
-                "seed": r["seed"],
-                "t_A": r["t_A"],
-                "t_B": r["t_B"],
-                "time_ratio": r["time_ratio"],
-                "misattribution": r["misattribution"],
-                "final_loss": r["final_loss"],
-                "success": r["success"],
-                "plateau_loss": r["plateau_loss"],
-                "status": status,
-            }
+
+
+_PHASE_KEYS = ("t_A", "t_B", "time_ratio", "misattribution", "plateau_loss")
+
+
+def _member_record(row) -> dict:
+    """One member for the table / JSON: status NAME and reason; phase values only when OK."""
+    rec = {k: row[k] for k in ("seed", *_PHASE_KEYS, "final_loss", "success", "status", "reason")}
+    rec |= {"t_end": row["t_end"], "num_steps": row["num_steps"]}
+    if not row["success"]:
+        rec |= dict.fromkeys(_PHASE_KEYS, math.nan)  # never a plausible number for a failure
+    return rec
+
+
+_U0_NOTE = (
+    "valid as u0 -> 0; at the paper's u0 = 0.1 aligned networks differ from it by ~3.5-6.6 %, "
+    "random init comes out ~18 % below it"
+)
+
+
+def _simulate_theory(depth, fusion_layer, rho, ratio, init_scale) -> dict:
+    """The time-ratio and misattribution theory for one toy point, with where it comes from
+    (`source`) or why there is none (`none`)."""
+    from .sweep import theory_misattribution, theory_time_ratio
+
+    value = theory_time_ratio(depth, fusion_layer, rho, ratio, init_scale)
+    out = {
+        "value": value,
+        "misattribution": theory_misattribution(depth, fusion_layer, rho, ratio),
+        "source": None,
+        "note": None,
+        "none": None,
+    }
+    if depth == 1:
+        out["none"] = "none for depth 1 (a one-layer network converges linearly; no unimodal phase)"
+    elif ratio < 1:
+        out["none"] = "none here for ratio < 1 (B is learned first; swap the modalities)"
+    elif not math.isfinite(value):
+        out["none"] = "none here"
+    elif fusion_layer == 1:
+        out["source"] = "early fusion: no unimodal phase"
+    elif fusion_layer == depth:
+        out["source"] = "late fusion: 1 + (r^2 - 1)/(1 - rho^2)"
+    else:
+        out["source"] = (
+            "intermediate fusion: leading-order deep formula, theory.time_ratio_deep_toy"
         )
-    summary = {
+        out["note"] = _U0_NOTE
+    return out
+
+
+def _simulate_summary(rows, theory, wall) -> dict:
+    from .sweep import failures
+
+    ok_rows = [r for r in rows if r["success"]]
+    tr_med = _median([r["time_ratio"] for r in ok_rows])
+    th = theory["value"] if theory["none"] is None else math.nan
+    return {
         "time_ratio_median": tr_med,
-        "time_ratio_theory": th_ratio,
-        "misattribution_median": mis_med,
-        "misattribution_theory": th_mis,
+        "time_ratio_theory": th,
+        "time_ratio_theory_source": theory["source"],
+        "time_ratio_theory_note": theory["note"] or theory["none"],
+        "misattribution_median": _median([r["misattribution"] for r in ok_rows]),
+        "misattribution_theory": theory["misattribution"],
         "n_success": len(ok_rows),
-        "n_members": len(res.rows),
-        "rel_error_median": tr_med / th_ratio - 1.0
-        if math.isfinite(th_ratio) and math.isfinite(tr_med)
+        "n_members": len(rows),
+        "failures": failures(rows),
+        "rel_error_median": tr_med / th - 1.0
+        if math.isfinite(th) and math.isfinite(tr_med)
         else None,
         "wall_time_s": wall,
     }
-    if args.json:
-        print(
-            json.dumps(
-                _jsonable({"config": config, "members": members, "summary": summary}),
-                allow_nan=False,
-            )
-        )
-        return 0
-    lf_kind = (
-        "early" if fusion_layer == 1 else ("late" if fusion_layer == args.depth else "intermediate")
+
+
+def _print_simulate(args, setup, members, summary, theory, wall) -> None:
+    s, lf = setup["settings"], setup["fusion_layer"]
+    kind = (
+        "one layer"
+        if args.depth == 1
+        else "early fusion"
+        if lf == 1
+        else "late fusion"
+        if lf == args.depth
+        else "intermediate fusion"
+    )
+    method = "gradient flow" if s["method"] == "flow" else f"gradient descent, lr = {s['lr']:g}"
+    horizon = "automatic horizon" if s["t_max"] is None else f"t_max = {s['t_max']:g} (as given)"
+    print(
+        f"toy data: rho = {args.rho:.12g}, ratio sigma_A/sigma_B = {args.ratio:.12g}, "
+        f"noise = {s['noise']:g}"
     )
     print(
-        f"toy data: rho = {args.rho:g}, ratio sigma_A/sigma_B = {args.ratio:g}, noise = {settings['noise']:g}"
-    )
-    print(
-        f"network: depth L = {args.depth}, fusion layer L_f = {fusion_layer} ({lf_kind} fusion), "
-        f"width {settings['width']}, init {settings['init']} u0 = {init_scale:g}; "
-        + (
-            "gradient flow"
-            if settings["method"] == "flow"
-            else f"gradient descent, lr = {settings['lr']:g}"
-        )
+        f"network: depth L = {args.depth}, fusion layer L_f = {lf} ({kind}), width {s['width']}, "
+        f"init {s['init']} u0 = {setup['init_scale']:g}; {method}, {horizon}"
     )
     print()
-    header = f"{'seed':>4} {'t_A':>10} {'t_B':>10} {'t_B/t_A':>9} {'misattr.':>9} {'final loss':>11}  status"
-    print(header)
-    print("-" * len(header))
-    for m in members:
-        print(
-            f"{m['seed']:>4} {_fmt(m['t_A']):>10} {_fmt(m['t_B']):>10} {_fmt(m['time_ratio']):>9} "
-            f"{_fmt(m['misattribution'], '.4f'):>9} {_fmt(m['final_loss'], '.2e'):>11}  {m['status']}"
-        )
-    print("-" * len(header))
-    print(
-        f"median over {len(ok_rows)}/{len(members)} successful seeds: t_B/t_A = {_fmt(tr_med)}, "
-        f"misattribution = {_fmt(mis_med, '.4f')}"
-    )
-    if math.isfinite(th_ratio):
-        src = (
-            "early fusion: no unimodal phase"
-            if fusion_layer == 1
-            else "late fusion: 1 + (r^2 - 1)/(1 - rho^2)"
-        )
-        line = f"theory ({src}): t_B/t_A = {th_ratio:.4g}"
-        if math.isfinite(tr_med):
-            line += f"  (sim/theory - 1 = {100 * (tr_med / th_ratio - 1):+.2f}%)"
+    for line in _member_table(members):
         print(line)
-    else:
-        why = (
-            "intermediate fusion"
-            if 1 < fusion_layer < args.depth
-            else "ratio < 1 (B learned first)"
+    n_ok, n = summary["n_success"], summary["n_members"]
+    if n_ok:
+        print(
+            f"median over {n_ok}/{n} successful seeds: "
+            f"t_B/t_A = {_fmt(summary['time_ratio_median'])}, "
+            f"misattribution = {_fmt(summary['misattribution_median'], '.4f')}"
         )
-        print(f"theory: no closed form here for {why}")
-    if math.isfinite(th_mis):
-        print(f"theory misattribution rho/r = {th_mis:.4f}")
-    print(
-        f"times in gradient-flow units{' (steps x lr)' if settings['method'] == 'gd' else ''}; "
-        f"solved in {wall:.1f} s"
+    else:
+        print(f"no successful seed (0/{n}): no measured time ratio")
+    for line in _theory_lines(theory, summary["time_ratio_median"]):
+        print(line)
+    unit = " (steps x lr)" if s["method"] == "gd" else ""
+    print(f"times in gradient-flow units{unit}; solved in {wall:.1f} s")
+
+
+def _member_table(members) -> list[str]:
+    """The per-seed table; a failed member's phase columns are '-', its reason follows."""
+    header = (
+        f"{'seed':>4} {'t_A':>10} {'t_B':>10} {'t_B/t_A':>9} {'misattr.':>9} {'plateau':>9} "
+        f"{'final loss':>11}  status  reason"
     )
-    return 0
+    lines = [header, "-" * len(header)]
+    for m in members:
+        lines.append(
+            f"{m['seed']:>4} {_fmt(m['t_A']):>10} {_fmt(m['t_B']):>10} {_fmt(m['time_ratio']):>9} "
+            f"{_fmt(m['misattribution'], '.4f'):>9} {_fmt(m['plateau_loss'], '.3g'):>9} "
+            f"{_fmt(m['final_loss'], '.2e'):>11}  {m['status']}  {m['reason']}"
+        )
+    lines.append("-" * len(header))
+    return lines
+
+
+def _theory_lines(theory, tr_med) -> list[str]:
+    if theory["none"] is not None:
+        lines = [f"theory: {theory['none']}"]
+    else:
+        th = theory["value"]
+        line = f"theory ({theory['source']}): t_B/t_A = {th:.4g}"
+        if math.isfinite(tr_med):
+            line += f"  (sim/theory - 1 = {100 * (tr_med / th - 1):+.2f}%)"
+        lines = [line]
+        if theory["note"]:
+            lines.append(f"  ({theory['note']})")
+    if math.isfinite(theory["misattribution"]):
+        lines.append(f"theory misattribution rho/r = {theory['misattribution']:.4f}")
+    return lines
+
+
+def _warn_failures(rows, what="members") -> None:
+    """A final stderr line when members failed (the exit status stays 0: results are flagged)."""
+    from .sweep import failure_line
+
+    line = failure_line(rows, what)
+    if line:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _cmd_sweep(args) -> int:
@@ -586,20 +709,23 @@ def _cmd_sweep(args) -> int:
     fusion = [args.depth] if args.fusion_layer is None else args.fusion_layer
     u0 = [_default_init_scale(args.depth)] if args.init_scale is None else args.init_scale
     grid = {"fusion_layer": fusion, "rho": args.rho, "ratio": args.ratio, "init_scale": u0}
-    res = run_sweep(
-        grid,
-        depth=args.depth,
-        width=args.width,
-        seeds=args.seeds,
-        init=args.init,
-        method=args.method,
-        lr=args.lr,
-        noise=args.noise,
-        out_dir=args.out,
-        resume=args.resume,
-        chunk_size=args.chunk_size,
-        progress=not args.no_progress,
-        names=_FLAG_NAMES,
+    res, divergence = _divergence_notes(
+        lambda: run_sweep(
+            grid,
+            depth=args.depth,
+            width=args.width,
+            seeds=args.seeds,
+            init=args.init,
+            method=args.method,
+            lr=args.lr,
+            noise=args.noise,
+            t_max=args.t_max,
+            out_dir=args.out,
+            resume=args.resume,
+            chunk_size=args.chunk_size,
+            progress=not args.no_progress,
+            names=_FLAG_NAMES,
+        )
     )
     s = res.summary
     print(
@@ -608,6 +734,9 @@ def _cmd_sweep(args) -> int:
     )
     print(format_error_table(s))
     print("files: " + ", ".join(str(p) for p in res.files.values()))
+    for note in divergence:
+        print(f"warning: {note}", file=sys.stderr)
+    _warn_failures(res.rows, "rows")
     return 0
 
 
@@ -628,11 +757,7 @@ _RUN_QUICK = {
 
 
 def _cmd_run(args) -> int:
-    import jax
-
-    from . import figures
-    from .measurements import measure
-    from .sweep import MemberConfig, _write_json, run_sweep, simulate_toy, theory_time_ratio
+    from .sweep import _write_json, run_sweep
 
     t0 = time.perf_counter()
     spec = _RUN_QUICK if args.quick else _RUN_FULL
@@ -658,12 +783,67 @@ def _cmd_run(args) -> int:
         progress=not args.no_progress,
     )
     rows = res.rows
-    # misattribution: only where a unimodal phase exists (r > 1)
-    mis_rows = [r for r in rows if r["ratio"] > 1.0]
+    figs = _run_figures(rows, spec, out, depth=depth, lf=lf, u0=u0, init=init)
+    lines, table = _run_table(rows, spec["ratio"])
+    r0 = figs.pop("row")
+    wall = time.perf_counter() - t0
+    run_summary = {
+        "experiment": "two-layer late fusion, toy data (digest 3, F2-F4)",
+        "quick": bool(args.quick),
+        "depth": depth,
+        "fusion_layer": lf,
+        "width": spec["width"],
+        "init": init,
+        "init_scale": u0,
+        "seeds": spec["seeds"],
+        "rho": spec["rho"],
+        "ratio": spec["ratio"],
+        "per_ratio": table,
+        "trajectory": {
+            k: r0[k]
+            for k in (
+                "rho",
+                "ratio",
+                "t_A",
+                "t_B",
+                "time_ratio",
+                "misattribution",
+                "success",
+                "status",
+                "reason",
+            )
+        },
+        "wall_time_s": wall,
+        "files": {k: str(v) for k, v in res.files.items()} | {k: str(v) for k, v in figs.items()},
+    }
+    summary = dict(res.summary)
+    summary["run"] = run_summary
+    _write_json(out / "summary.json", summary)
+    print()
+    print("\n".join(lines))
+    print(_trajectory_line(r0, depth, lf, u0))
+    print(
+        f"wrote {out}/: results.csv, config.json, summary.json, time_ratio.png, misattribution.png, "
+        f"trajectory.png ({wall:.1f} s)"
+    )
+    _warn_failures(rows, "runs")
+    return 0
+
+
+def _run_figures(rows, spec, out, *, depth, lf, u0, init) -> dict:
+    """misattribution.png (r > 1 only) and trajectory.png (r = 2, rho = 0.5); returns their
+    paths and the trajectory's row (under "row")."""
+    import jax
+
+    from . import figures
+    from .measurements import measure
+    from .sweep import MemberConfig, simulate_toy
+
+    mis_rows = [r for r in rows if r["ratio"] > 1.0]  # a unimodal phase exists only for r > 1
     mis_path = out / "misattribution.png"
     if mis_rows:
         figures.plot_misattribution(mis_rows, hue_order=sorted(spec["ratio"]), path=mis_path)
-    # one trajectory: r = 2, rho = 0.5 (padded to the sweep's chunk size: no recompile)
+    # padded to the sweep's chunk size: no recompile
     sim = simulate_toy(
         [MemberConfig(lf, 0.5, 2.0, u0, 0)],
         depth=depth,
@@ -673,25 +853,26 @@ def _cmd_run(args) -> int:
     )
     traj0 = sim.trajectory[0]
     stats0 = jax.tree.map(lambda a: a[0], sim.stats)
-    m0 = measure(traj0, stats0)
     traj_path = out / "trajectory.png"
     figures.plot_trajectory(
         traj0,
-        m0,
+        measure(traj0, stats0),
         stats0,
         path=traj_path,
         title="late fusion, toy data: $\\sigma_A/\\sigma_B$ = 2, $\\rho$ = 0.5",
     )
+    return {"misattribution_figure": mis_path, "trajectory_figure": traj_path, "row": sim.rows[0]}
 
-    # summary table
-    lines = []
+
+def _run_table(rows, ratios) -> tuple[list[str], list[dict]]:
+    """Per ratio: runs, successful runs, theory range and |sim / theory - 1| over the
+    successful runs only (failed runs have no time ratio)."""
     header = (
         f"{'ratio':>6} {'runs':>5} {'ok':>4} {'theory range':>15} {'median |sim/th-1|':>18} {'max':>8}"
         f" {'misattr. median |err|':>22}"
     )
-    lines += [header, "-" * len(header)]
-    table = []
-    for ratio in spec["ratio"]:
+    lines, table = [header, "-" * len(header)], []
+    for ratio in ratios:
         rs = [r for r in rows if r["ratio"] == ratio]
         ok = [r for r in rs if r["success"]]
         errs = [abs(r["rel_error"]) for r in ok if math.isfinite(r["rel_error"])]
@@ -712,52 +893,27 @@ def _cmd_run(args) -> int:
         table.append(entry)
         mis_s = f"{entry['misattribution_median_abs_error']:.4f}" if mis_err else "- (no phase)"
         th_range = f"{min(th):.3g}" if min(th) == max(th) else f"{min(th):.3g} - {max(th):.3g}"
-        lines.append(
-            f"{ratio:>6g} {len(rs):>5} {len(ok):>4} {th_range:>15} "
-            f"{100 * entry['median_abs_rel_error']:>17.2f}% {100 * entry['max_abs_rel_error']:>7.2f}% {mis_s:>22}"
+        med_s, max_s = (
+            f"{100 * v:.2f}%" if math.isfinite(v) else "-"
+            for v in (entry["median_abs_rel_error"], entry["max_abs_rel_error"])
         )
+        lines.append(
+            f"{ratio:>6g} {len(rs):>5} {len(ok):>4} {th_range:>15} {med_s:>18} {max_s:>8} {mis_s:>22}"
+        )
+    return lines, table
+
+
+def _trajectory_line(r0, depth, lf, u0) -> str:
+    from .sweep import theory_time_ratio
+
+    head = "trajectory (r = 2, rho = 0.5): "
+    if not r0["success"]:
+        return head + f"{r0['status']}: {r0['reason']} (no phase times)"
     th0 = theory_time_ratio(depth, lf, 0.5, 2.0, u0)
-    r0 = sim.rows[0]
-    traj_line = (
-        f"trajectory (r = 2, rho = 0.5): t_A = {r0['t_A']:.4g}, t_B = {r0['t_B']:.4g}, "
-        f"t_B/t_A = {r0['time_ratio']:.4g} (theory {th0:.4g}); misattribution "
-        f"{r0['misattribution']:.4f} (theory {0.5 / 2.0:.4f})"
+    return head + (
+        f"t_A = {r0['t_A']:.4g}, t_B = {r0['t_B']:.4g}, t_B/t_A = {r0['time_ratio']:.4g} "
+        f"(theory {th0:.4g}); misattribution {r0['misattribution']:.4f} (theory {0.5 / 2.0:.4f})"
     )
-    wall = time.perf_counter() - t0
-    run_summary = {
-        "experiment": "two-layer late fusion, toy data (digest 3, F2-F4)",
-        "quick": bool(args.quick),
-        "depth": depth,
-        "fusion_layer": lf,
-        "width": spec["width"],
-        "init": init,
-        "init_scale": u0,
-        "seeds": spec["seeds"],
-        "rho": spec["rho"],
-        "ratio": spec["ratio"],
-        "per_ratio": table,
-        "trajectory": {
-            k: r0[k]
-            for k in ("rho", "ratio", "t_A", "t_B", "time_ratio", "misattribution", "success")
-        },
-        "wall_time_s": wall,
-        "files": {k: str(v) for k, v in res.files.items()}
-        | {"misattribution_figure": str(mis_path), "trajectory_figure": str(traj_path)},
-    }
-    summary = dict(res.summary)
-    summary["run"] = run_summary
-    _write_json(out / "summary.json", summary)
-    print()
-    print("\n".join(lines))
-    print(traj_line)
-    n_fail = sum(1 for r in rows if not r["success"])
-    if n_fail:
-        print(f"warning: {n_fail} run(s) failed (see the success column of results.csv)")
-    print(
-        f"wrote {out}/: results.csv, config.json, summary.json, time_ratio.png, misattribution.png, "
-        f"trajectory.png ({wall:.1f} s)"
-    )
-    return 0
 
 
 # ------------------------------------------------------------------------------------------------

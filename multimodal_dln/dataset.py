@@ -11,12 +11,12 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._validation import check_positive_int
-from .statistics import Statistics
+from .statistics import Statistics, validate_statistics
 
-__all__ = ["Dataset", "sample"]
+__all__ = ["Dataset", "dataset_valid", "sample"]
 
 
 class Dataset(eqx.Module):
@@ -27,6 +27,17 @@ class Dataset(eqx.Module):
     y: Float[Array, "n o"]
 
     def __check_init__(self):
+        for name in ("x_A", "x_B", "y"):
+            a = getattr(self, name)
+            dtype, shape = getattr(a, "dtype", None), getattr(a, "shape", ())
+            real = dtype is not None and (
+                jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+            )
+            if not real or len(shape) < 2:
+                raise ValueError(
+                    f"{name} must be a real array of shape (n, k) (n samples); got "
+                    f"{type(a).__name__} of dtype {dtype} and shape {shape}."
+                )
         n = self.x_A.shape[-2]
         if self.x_B.shape[-2] != n or self.y.shape[-2] != n:
             raise ValueError(
@@ -43,13 +54,30 @@ class Dataset(eqx.Module):
         return Statistics.from_samples(self.x_A, self.x_B, self.y)
 
 
+def dataset_valid(data: Dataset) -> Bool[Array, "*batch"]:
+    """Traceable per-member validity of a (batch of) data set(s): every entry finite."""
+    ok = jnp.ones(data.x_A.shape[:-2], dtype=bool)
+    for a in (data.x_A, data.x_B, data.y):
+        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
+    return ok
+
+
 def sample(key: PRNGKeyArray, stats: Statistics, n: int) -> Dataset:
-    """Draw n i.i.d. Gaussian samples whose population statistics are `stats`.
+    """Draw n i.i.d. Gaussian samples whose population statistics are `stats` (one member:
+    vmap over statistics and keys for a batch).
 
     x ~ N(0, Sigma_xx), y = W* x + eps with W* = Sigma_yx Sigma_xx^+ and
     eps ~ N(0, Sigma_yy - W* Sigma_xx W*^T) (the label noise implied by the statistics).
     """
     n = check_positive_int("n (number of samples)", n)
+    if not isinstance(stats, Statistics):
+        raise ValueError(f"stats must be a Statistics; got {type(stats).__name__}.")
+    if stats.batch_shape:
+        raise ValueError(
+            "stats must be one member (vmap sample over a batch); "
+            f"got batch shape {stats.batch_shape}."
+        )
+    stats = validate_statistics(stats)
     k_x, k_e = jax.random.split(key)
 
     def sqrt_psd(m):

@@ -152,10 +152,13 @@ def _dense(x, xs):
 
 
 def _point_stats(rs, x, ycol, ok_only):
+    """Per x value: the mean and every seed's value, over successful rows only (a failed
+    member has no phase values, whatever `ok_only` says: it is never drawn as a point)."""
+    del ok_only
     xs = sorted({r[x] for r in rs})
     mean, pts_x, pts_y = [], [], []
     for xv in xs:
-        ys = [r[ycol] for r in rs if r[x] == xv and (r.get("success", True) or not ok_only)]
+        ys = [r[ycol] for r in rs if r[x] == xv and r.get("success", True)]
         ys = [y for y in ys if y is not None and math.isfinite(y)]
         pts_x += [xv] * len(ys)
         pts_y += ys
@@ -293,7 +296,7 @@ def _scatter_plot(
             )
     if extra:
         sub += ("; " if sub else "") + ", ".join(extra)
-    if n_failed and ok_only:
+    if n_failed:
         sub += f"  ({n_failed} failed run{'s' if n_failed > 1 else ''} omitted)"
     ax.set_title(title if title is not None else sub, fontsize="small")
     return _finish(fig, path, dpi)
@@ -319,10 +322,12 @@ def plot_time_ratio(
 ) -> Figure:
     """Time ratio t_B / t_A against `x`, one colour per value of `hue` (digest 3, F4c / F6b-d).
 
-    Simulations: mean over seeds as open circles, each seed as a faint dot (failed runs are
-    omitted with `only_success`). Theory lines where a theory exists: the late-fusion toy
-    formula 1 + (r^2 - 1)/(1 - rho^2) for L_f = L, exactly 1 for L_f = 1; intermediate fusion
-    has none here. Series differing in another varying column get their own marker and line
+    Simulations: mean over seeds as open circles, each seed as a faint dot. Failed runs
+    (status not OK) are never drawn: they have no phase values (`only_success` is kept for
+    compatibility; the title counts them). Theory lines where a theory exists
+    (`sweep.theory_time_ratio`): the late-fusion toy formula 1 + (r^2 - 1)/(1 - rho^2) for
+    L_f = L, exactly 1 for L_f = 1, the leading-order deep formula for 1 < L_f < L; none for
+    depth 1 or r < 1. Series differing in another varying column get their own marker and line
     style. `x`, `hue` name columns (rho, ratio, init_scale, fusion_layer). Log y-axis.
     `hue_order` fixes the hue values' colours (Set1 in that order), e.g. to keep colours
     consistent between figures that show different subsets. `ax` draws into an existing Axes.
@@ -523,9 +528,23 @@ def plot_trajectory(
         if xscale == "linear":
             ax.set_xlim(0, t_hi)
         ax.legend(fontsize="x-small", frameon=False, loc="best")
-    ratio = t_B / t_A if t_A > 0 else math.nan
-    sub = f"$t_A$ = {t_A:.4g}, $t_B$ = {t_B:.4g}, $t_B/t_A$ = {ratio:.4g}"
-    if not bool(np.asarray(m.success)):
-        sub += "  (run FAILED: " + traj_member.failure_reasons()[0] + ")"
+    if bool(np.asarray(m.success)):
+        sub = f"$t_A$ = {t_A:.4g}, $t_B$ = {t_B:.4g}, $t_B/t_A$ = {t_B / t_A:.4g}"
+    else:
+        sub = _failure_subtitle(traj_member, m)
     fig.suptitle(title + "\n" + sub if title else sub, fontsize="small")
     return _finish(fig, path, dpi)
+
+
+def _failure_subtitle(traj_member, m) -> str:
+    """'run FAILED (STATUS): reason' from the measurement (which includes the run's own
+    status), else from the trajectory; wrapped to fit the figure."""
+    import textwrap
+
+    from .status import Status
+
+    source = m if hasattr(m, "failure_reasons") and hasattr(m, "status") else traj_member
+    code = int(np.asarray(source.status).reshape(-1)[0])
+    reason = source.failure_reasons()[0]
+    text = f"run FAILED ({Status(code).name}): {reason}; no phase times"
+    return "\n".join(textwrap.wrap(text.replace("$", "\\$"), width=110))

@@ -21,16 +21,22 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from . import _training as _tr
-from .dataset import Dataset
 from ._sharding import resolve_mesh, run_sharded
+from ._validation import check_dtype, check_positive, check_positive_int, check_solve_memory
+from .dataset import Dataset
 from .network import FusionDLN
 from .statistics import Statistics
-from .trajectory import Trajectory
+from ._continuation import continue_unconverged as _continue
+from .trajectory import Trajectory, fill_after_end, run_status
 
 __all__ = ["gradient_flow", "save_grid"]
 
 
-def save_grid(t_max: ArrayLike, n_save: int, t_min_fraction: float = 1e-5) -> Float[Array, " n"]:
+HORIZON_CAP = 64.0  # default: continue unconverged members up to 64 x the horizon estimate
+_SOLVER_COPIES = 16  # state-sized arrays a Tsit5 step holds per member (memory estimate)
+
+
+def save_grid(t_max: ArrayLike, n_save: int, t_min_fraction: ArrayLike = 1e-5) -> Float[Array, " n"]:
     """[0] followed by n_save - 1 log-spaced times from t_min_fraction * t_max to t_max."""
     t_max = jnp.asarray(t_max, dtype=float)
     grid = jnp.exp(jnp.linspace(jnp.log(t_min_fraction * t_max), jnp.log(t_max), n_save - 1))
@@ -49,6 +55,7 @@ def gradient_flow(
     atol: float | None = None,
     converge_rtol: float = 1e-6,
     max_steps: int = 200_000,
+    horizon_cap: float = HORIZON_CAP,
     solver: diffrax.AbstractSolver | None = None,
     dtype=None,
     shard="auto",
@@ -63,17 +70,22 @@ def gradient_flow(
       `eqx.filter_vmap(FusionDLN.init ...)`).
     - `objective`: `Statistics` (linear networks), or a `Dataset` of samples (needed for ReLU).
       Either may be batched along the same leading axis as `net`, or shared.
-    - `t_max`: horizon (scalar or per member). Default: a generous estimate from the statistics
-      and the initial scale (`_training.default_horizon`). Runs stop earlier at convergence.
+    - `t_max`: horizon (scalar or per member). Default: an estimate from the statistics and the
+      initial scale (`_training.default_horizon`), and members that have not converged by
+      then continue from their final state, the horizon growing ~8x per round, up to
+      `horizon_cap` x the estimate. Runs stop earlier at convergence. An explicit `t_max` is
+      kept as given (members not converged by then have status `NOT_CONVERGED`).
     - `n_save`: number of save times: t = 0 and a log-spaced grid up to `t_max`.
+    - `t_min_fraction`: first nonzero save time / t_max, in (0, 1).
     - `rtol`, `atol`: step-size controller tolerances. `atol` defaults to 1e-6 x the smallest
       initial RMS weight entry, because an atol near the weight scale biases the escape time
-      from the small-init saddle (stack notes 1.6).
+      from the small-init saddle.
     - `converge_rtol`: a member stops once L - L* <= converge_rtol (L(0) - L*).
-    - `max_steps`: step budget per member; exceeding it marks the member failed.
+    - `max_steps`: step budget per member and round; exceeding it gives `STEP_BUDGET`.
+    - `horizon_cap`: see `t_max` (>= 1; 1 turns continuation off).
     - `solver`: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for small stiff problems).
-    - `dtype`: compute dtype (default: the network's, float64 when x64 is enabled). float32
-      halves memory traffic but limits how small an init the phase times stay accurate for.
+    - `dtype`: compute dtype, float32 or float64 (default: the network's, float64 when x64 is
+      enabled). float32 limits how small an init the phase times stay accurate for.
     - `shard`: split a batch over devices with `jax.shard_map` on a 1-D mesh: "auto" (default:
       all devices when there are several), False, or a `jax.sharding.Mesh` with axis "batch".
       Results equal the single-device run; see `multimodal_dln._sharding`.
@@ -83,50 +95,108 @@ def gradient_flow(
     - `cost`: per-member predicted duration used to form the buckets (e.g. the theory's t_B);
       default: the horizon estimate `_training.default_horizon`.
 
-    **Returns:** a `Trajectory` (batched like the inputs).
+    **Returns:** a `Trajectory` (batched like the inputs) whose `status` says per member whether
+    it converged and, if not, why (`multimodal_dln.Status`). Concrete invalid inputs raise a
+    `ValueError` naming the member; members found invalid only inside a trace (e.g. NaN
+    statistics from a vmapped constructor) get `INVALID_INPUT` while the rest are solved.
     """
     net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective)
     if dtype is not None:
+        dtype = check_dtype(dtype)
         net, objective = (
             jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
             for tree in (net, objective)
         )
-    n_save = int(n_save)
-    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-        raise ValueError(f"buckets must be a positive integer; got {buckets!r}.")
-    if n_save < 3:
-        raise ValueError(f"n_save must be >= 3; got {n_save}.")
-    for name, v in (("rtol", rtol), ("converge_rtol", converge_rtol)):
-        if not (0 < v < 1):
-            raise ValueError(f"{name} must be in (0, 1); got {v!r}.")
-    if atol is not None and not atol > 0:
-        raise ValueError(f"atol must be > 0; got {atol!r}.")
+    cfg, t_min_fraction, horizon_cap = _config(
+        n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps, horizon_cap, solver, buckets
+    )
+    itemsize = jnp.dtype(jax.tree.leaves(eqx.filter(net, eqx.is_array))[0].dtype).itemsize
+    check_solve_memory(batch or 1, _tr.n_params_per_member(net, net_axis), itemsize,
+                       copies=_SOLVER_COPIES, what="for the solver stages")
     if t_max is not None:
-        from ._validation import check_positive
-
         t_max = check_positive("t_max", jnp.asarray(t_max, dtype=float))
+        if t_max.ndim > 1 or (t_max.ndim == 1 and t_max.shape[0] != (batch or 1)):
+            raise ValueError(f"t_max must be a scalar or have one entry per member ({batch}); got shape {t_max.shape}.")
     params, static = eqx.partition(net, eqx.is_array)
-    cfg = _Config(n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps, solver or diffrax.Tsit5())
-    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
+    start = _start_batch(params, objective, t_max, static, cfg, (net_axis, obj_axis), t_min_fraction)
+    args = (params, objective) + start
     if batch is None:
-        return _solve_jit(params, static, objective, t_max, cfg)
-    if t_axis == 0 and t_max.shape[0] != batch:
-        raise ValueError(f"t_max has {t_max.shape[0]} entries for a batch of {batch}.")
-    solve = _BatchSolve(static, cfg, (net_axis, obj_axis, t_axis))
+        solve = _Solve(static, cfg, None)
+        return _continue(lambda a, ax: _call_jit(solve, *a), args, None, t_max, t_min_fraction, horizon_cap)
     mesh = resolve_mesh(shard, batch)
-    args = (params, objective, t_max)
 
-    def run(args):
+    def run(args, axes):
+        solve = _Solve(static, cfg, axes)
         if mesh is None:
             return _call_jit(solve, *args)
-        return run_sharded(solve, args, solve.axes, batch_of(args), mesh)
+        return run_sharded(solve, args, axes, jax.tree.leaves(args[2])[0].shape[0], mesh)
 
-    def batch_of(args):
-        return jax.tree.leaves(args[0])[0].shape[0] if net_axis == 0 else jax.tree.leaves(args[1])[0].shape[0]
-
+    axes = (net_axis, obj_axis) + (0,) * 6
     if buckets == 1:
-        return run(args)
-    return _run_in_buckets(run, args, solve.axes, batch, buckets, cost, net, objective, net_axis, obj_axis)
+        traj = run(args, axes)
+    else:
+        traj = _run_in_buckets(lambda a: run(a, axes), args, axes, batch, buckets, cost, net, objective, net_axis, obj_axis)
+    return _continue(run, args, axes, t_max, t_min_fraction, horizon_cap, traj)
+
+
+def _config(n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps, horizon_cap, solver, buckets):
+    """Validate the solver options; return the static `_Config` and the checked floats."""
+    n_save = check_positive_int("n_save", n_save)
+    if n_save < 3:
+        raise ValueError(f"n_save must be an integer >= 3; got {n_save}.")
+    check_positive_int("buckets", buckets)
+    max_steps = check_positive_int("max_steps", max_steps)
+    floats = {}
+    for name, v, lo, hi in (
+        ("t_min_fraction", t_min_fraction, 0.0, 1.0),
+        ("rtol", rtol, 0.0, 1.0),
+        ("converge_rtol", converge_rtol, 0.0, 1.0),
+    ):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not lo < v < hi:
+            raise ValueError(f"{name} must be a number in the open interval ({lo:g}, {hi:g}); got {v!r}.")
+        floats[name] = float(v)
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float, np.floating)) or not 0 < atol < np.inf):
+        raise ValueError(f"atol must be a finite number > 0 or None; got {atol!r}.")
+    if isinstance(horizon_cap, bool) or not isinstance(horizon_cap, (int, float, np.floating)) or not 1 <= horizon_cap < np.inf:
+        raise ValueError(f"horizon_cap must be a finite number >= 1; got {horizon_cap!r}.")
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solver must be a diffrax solver (e.g. diffrax.Tsit5()); got {solver!r}.")
+    cfg = _Config(n_save, floats["rtol"], None if atol is None else float(atol), floats["converge_rtol"],
+                  max_steps, solver or diffrax.Tsit5())
+    return cfg, floats["t_min_fraction"], float(horizon_cap)
+
+
+def _start(params, objective, t_max, static, cfg, t_min_fraction):
+    """Per-member start of a solve: (t0, t1, save grid, atol, initial loss gap, valid input)."""
+    net0 = eqx.combine(params, static)
+    valid = _tr.objective_valid(objective) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(params)])
+    )
+    objective = _tr.safe_objective(objective, valid)
+    if t_max is None:
+        t_max = jnp.where(valid, _tr.default_horizon(net0, objective), 1.0)
+    dtype = jax.tree.leaves(params)[0].dtype
+    t_max = jnp.asarray(t_max, dtype)
+    ts = save_grid(t_max, cfg.n_save, t_min_fraction).astype(dtype)
+    if cfg.atol is None:
+        rms = jnp.stack([jnp.sqrt(jnp.mean(a**2)) for a in jax.tree.leaves(params)])
+        atol = 1e-6 * jnp.maximum(jnp.min(rms), jnp.finfo(dtype).tiny)
+    else:
+        atol = jnp.asarray(cfg.atol, dtype)
+    gap0 = _tr.loss_fn_for(static, objective)(params) - _tr.target_loss(net0, objective)
+    return jnp.zeros((), dtype), t_max, ts, atol, gap0, valid
+
+
+@eqx.filter_jit
+def _start_batch(params, objective, t_max, static, cfg, axes, t_min_fraction):
+    """`_start` for every member (vmapped over the batched arguments)."""
+    if axes[0] is None and axes[1] is None and (t_max is None or jnp.ndim(t_max) == 0):
+        return _start(params, objective, t_max, static, cfg, t_min_fraction)
+    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
+    fn = eqx.filter_vmap(
+        lambda p, o, t: _start(p, o, t, static, cfg, t_min_fraction), in_axes=axes + (t_axis,)
+    )
+    return fn(params, objective, t_max)
 
 
 def _take(tree, idx, axis):
@@ -168,7 +238,6 @@ def _run_in_buckets(run, args, axes, batch, buckets, cost, net, objective, net_a
 
 class _Config(eqx.Module):
     n_save: int = eqx.field(static=True)
-    t_min_fraction: float = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float | None = eqx.field(static=True)
     converge_rtol: float = eqx.field(static=True)
@@ -176,10 +245,13 @@ class _Config(eqx.Module):
     solver: diffrax.AbstractSolver = eqx.field(static=True)
 
 
-def _solve_one(params, static, objective, t_max, cfg: _Config) -> Trajectory:
+def _solve_one(params, static, objective, t0, t1, ts, atol, gap0, valid, cfg: _Config) -> Trajectory:
+    """Integrate one member from `params` at t0 to t1, saving summaries at `ts` (clipped to
+    [t0, t1]); stop when the loss gap falls below converge_rtol x `gap0`."""
     net0 = eqx.combine(params, static)
+    objective = _tr.safe_objective(objective, valid)
     # The ODE state is the flat parameter vector: one array per RK stage op instead of one per
-    # layer (fewer tiny XLA ops; stack notes 1.7).
+    # layer (fewer tiny XLA ops).
     flat0, unravel = jax.flatten_util.ravel_pytree(params)
     tree_loss = _tr.loss_fn_for(static, objective)
 
@@ -199,26 +271,18 @@ def _solve_one(params, static, objective, t_max, cfg: _Config) -> Trajectory:
         return w, w_dot, loss_fn(p)
 
     l_star = _tr.target_loss(net0, objective)
-    gap0 = loss_fn(flat0) - l_star
 
     def converged(t, y, args, **kwargs):
         return loss_fn(y) - l_star <= cfg.converge_rtol * gap0
 
-    if t_max is None:
-        t_max = _tr.default_horizon(net0, objective)
-    t_max = jnp.asarray(t_max, flat0.dtype)  # time dtype sets the state dtype (diffrax #349)
-    ts = save_grid(t_max, cfg.n_save, cfg.t_min_fraction).astype(flat0.dtype)
-    if cfg.atol is None:
-        rms = jnp.stack([jnp.sqrt(jnp.mean(a**2)) for a in jax.tree.leaves(params)])
-        atol = 1e-6 * jnp.maximum(jnp.min(rms), jnp.finfo(flat0.dtype).tiny)
-    else:
-        atol = cfg.atol
-    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=summary), diffrax.SubSaveAt(t1=True)])
+    dtype = flat0.dtype  # the time dtype sets the state dtype (diffrax #349)
+    t0, t1 = jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=summary), diffrax.SubSaveAt(t1=True)])
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         cfg.solver,
-        t0=jnp.zeros((), ts.dtype),
-        t1=t_max,
+        t0=t0,
+        t1=t1,
         dt0=None,
         y0=flat0,
         saveat=saveat,
@@ -231,43 +295,47 @@ def _solve_one(params, static, objective, t_max, cfg: _Config) -> Trajectory:
     (w, w_dot, lss), final_params = sol.ys
     final_params = final_params[0]
     t_end = sol.ts[1][0]
-    saved = jnp.isfinite(sol.ts[0])
-    w_end, _, l_end = summary(t_end, final_params, None)
-    w = jnp.where(saved[:, None, None], w, w_end)
-    w_dot = jnp.where(saved[:, None, None], w_dot, 0.0)
-    lss = jnp.where(saved, lss, l_end)
-    solver_ok = (sol.result == diffrax.RESULTS.successful) | (sol.result == diffrax.RESULTS.event_occurred)
-    converged_flag = sol.result == diffrax.RESULTS.event_occurred
+    w_end, w_dot_end, l_end = summary(t_end, final_params, None)
+    ts, w, w_dot, lss = fill_after_end(ts, jnp.isfinite(sol.ts[0]), w, w_dot, lss, t_end, w_end, w_dot_end, l_end)
+    finite = jnp.all(jnp.isfinite(w)) & jnp.all(jnp.isfinite(lss)) & jnp.all(jnp.isfinite(final_params))
+    status = run_status(
+        invalid=~valid,
+        non_finite=~finite,
+        diverged=False,
+        step_budget=sol.result == diffrax.RESULTS.max_steps_reached,
+        not_converged=sol.result != diffrax.RESULTS.event_occurred,
+    )
+    nan = jnp.where(valid, 1.0, jnp.nan)  # an invalid member's summaries are NaN
     return Trajectory(
         ts=ts,
-        weights=w,
-        weights_dot=w_dot,
-        loss=lss,
+        weights=w * nan,
+        weights_dot=w_dot * nan,
+        loss=lss * nan,
         t_end=t_end,
-        converged=converged_flag,
-        solver_ok=solver_ok & jnp.isfinite(l_end),
+        status=status,
         num_steps=sol.stats["num_steps"],
         final=eqx.combine(unravel(final_params), static),
         d_A=net0.d_A,
+        method="flow",
+        fusion_layer=net0.fusion_layer,
     )
 
 
-@eqx.filter_jit
-def _solve_jit(params, static, objective, t_max, cfg):
-    return _solve_one(params, static, objective, t_max, cfg)
-
-
-class _BatchSolve(eqx.Module):
-    """The vmapped solve as a hashable callable (its configuration is static), so that both the
-    single-device jit and the sharded path compile once per structure."""
+class _Solve(eqx.Module):
+    """The (vmapped, when `axes` is given) solve as a hashable callable with static
+    configuration, so the single-device jit and the sharded path compile once per structure."""
 
     static: FusionDLN = eqx.field(static=True)
     cfg: _Config = eqx.field(static=True)
-    axes: tuple = eqx.field(static=True)
+    axes: tuple | None = eqx.field(static=True)
 
-    def __call__(self, params, objective, t_max):
-        fn = eqx.filter_vmap(lambda p, o, t: _solve_one(p, self.static, o, t, self.cfg), in_axes=self.axes)
-        return fn(params, objective, t_max)
+    def __call__(self, params, objective, t0, t1, ts, atol, gap0, valid):
+        def one(p, o, *rest):
+            return _solve_one(p, self.static, o, *rest, self.cfg)
+
+        if self.axes is None:
+            return one(params, objective, t0, t1, ts, atol, gap0, valid)
+        return eqx.filter_vmap(one, in_axes=self.axes)(params, objective, t0, t1, ts, atol, gap0, valid)
 
 
 @eqx.filter_jit

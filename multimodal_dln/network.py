@@ -38,15 +38,86 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._validation import check_positive, check_positive_int
+from ._validation import (
+    _show,
+    as_int,
+    check_positive,
+    check_positive_int,
+    check_solve_memory,
+    require_real,
+)
 from .statistics import Statistics
 
-__all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS"]
+__all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS", "param_count"]
 
 INIT_SCHEMES = ("aligned", "random", "entrywise")
 ACTIVATIONS = ("linear", "relu", "leaky_relu")
+
+
+def _structure(depth, fusion_layer, width, d_A, d_B, d_out):
+    """Validated (depth, fusion_layer, widths, (d_A, d_B, d_out)) as Python ints."""
+    depth = check_positive_int("depth (L)", depth)
+    lf = as_int(fusion_layer)
+    if lf is None or not 1 <= lf <= depth:
+        raise ValueError(
+            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
+            f"got {_show(fusion_layer)}."
+        )
+    named = (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
+    dims = tuple(check_positive_int(n, v) for n, v in named)
+    return depth, lf, _widths(width, depth), dims
+
+
+def _widths(width, depth) -> tuple[int, ...]:
+    """One positive integer width, or a sequence of depth - 1 of them."""
+    rule = (
+        f"width must be a positive integer or a sequence of depth - 1 = {depth - 1} "
+        "positive integers"
+    )
+    w = as_int(width)
+    if w is not None:
+        if w < 1:
+            raise ValueError(f"{rule}; got {w}.")
+        return (w,) * (depth - 1)
+    is_seq = isinstance(width, Sequence | np.ndarray) and not isinstance(width, str | bytes)
+    if not is_seq or np.ndim(width) != 1:
+        raise ValueError(f"{rule}; got {_show(width)}.")
+    widths = tuple(as_int(v) for v in width)
+    if len(widths) != depth - 1:
+        raise ValueError(f"{rule}; got {len(widths)} widths: {_show(list(width))}.")
+    for i, (v, raw) in enumerate(zip(widths, width, strict=True)):
+        if v is None or v < 1:
+            raise ValueError(f"width[{i}] = {_show(raw)}: {rule}.")
+    return widths
+
+
+def param_count(*, depth, fusion_layer, width, d_A, d_B, d_out=1) -> int:
+    """Number of parameters of one `FusionDLN.init(depth=..., ...)` network, from its structure
+    alone (no arrays are built): for memory checks before initialising."""
+    L, Lf, widths, (d_A, d_B, d_out) = _structure(depth, fusion_layer, width, d_A, d_B, d_out)
+    dims = (None,) + widths + (d_out,)
+    n = 0
+    for k in range(1, Lf + 1):  # the two branches, then the fusion layer's two column blocks
+        n += dims[k] * ((d_A + d_B) if k == 1 else 2 * dims[k - 1])
+    return n + sum(dims[k] * dims[k - 1] for k in range(Lf + 1, L + 1))
+
+
+def _check_memory(depth, fusion_layer, widths, dims, width) -> None:
+    """Raise before drawing any weights when one network would not fit in memory."""
+    d_A, d_B, d_out = dims
+    n = param_count(depth=depth, fusion_layer=fusion_layer, width=widths, d_A=d_A, d_B=d_B, d_out=d_out)
+    check_solve_memory(
+        1,
+        n,
+        jax.dtypes.canonicalize_dtype(float).itemsize,
+        copies=1,
+        what="(the weights)",
+        subject="the network",
+        hint=f"lower width (got {_show(width)}) or depth (got {depth})",
+    )
 
 
 def _unit(key, n):
@@ -115,31 +186,30 @@ class FusionDLN(eqx.Module):
         `eqx.filter_vmap(FusionDLN.init ...)` over keys and scales builds a batch without
         recompiling per value.
         """
-        depth = check_positive_int("depth (L)", depth)
-        if isinstance(fusion_layer, bool) or not isinstance(fusion_layer, int) or not 1 <= fusion_layer <= depth:
-            raise ValueError(
-                f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; got {fusion_layer!r}."
-            )
-        d_A = check_positive_int("d_A", d_A)
-        d_B = check_positive_int("d_B", d_B)
-        d_out = check_positive_int("d_out", d_out)
-        if isinstance(width, (int,)) and not isinstance(width, bool):
-            widths = (check_positive_int("width", width),) * (depth - 1)
-        else:
-            widths = tuple(width)
-            if len(widths) != depth - 1:
-                raise ValueError(f"width must be an int or a sequence of depth - 1 = {depth - 1} ints; got {width!r}.")
-            widths = tuple(check_positive_int("width", w) for w in widths)
+        depth, fusion_layer, widths, (d_A, d_B, d_out) = _structure(
+            depth, fusion_layer, width, d_A, d_B, d_out
+        )
         if init not in INIT_SCHEMES:
             raise ValueError(f"init must be one of {INIT_SCHEMES}; got {init!r}.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
         init_scale = check_positive("init_scale (u0)", init_scale)
+        require_real("negative_slope", negative_slope, "a finite number")
+        if np.ndim(negative_slope) != 0 or not np.isfinite(float(negative_slope)):
+            raise ValueError(
+                f"negative_slope must be a finite number; got {_show(negative_slope)}."
+            )
+        negative_slope = float(negative_slope)
+        if align_to is not None and not isinstance(align_to, Statistics):
+            raise ValueError(
+                f"align_to must be a Statistics or None; got {type(align_to).__name__}."
+            )
         if align_to is not None and (align_to.d_A, align_to.d_B, align_to.d_out) != (d_A, d_B, d_out):
             raise ValueError(
                 f"align_to statistics have (d_A, d_B, d_out) = {(align_to.d_A, align_to.d_B, align_to.d_out)}"
                 f" but the network has {(d_A, d_B, d_out)}."
             )
+        _check_memory(depth, fusion_layer, widths, (d_A, d_B, d_out), width)
         u0 = jnp.asarray(init_scale, dtype=float)
         # dims[l] = output size of layer l (l = 1..L); dims[0] per branch = input size.
         dims = (None,) + widths + (d_out,)

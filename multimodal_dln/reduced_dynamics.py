@@ -40,6 +40,8 @@ through the conserved offset. Tsit5 with a PID controller, rtol 1e-10.
 
 from __future__ import annotations
 
+import dataclasses
+
 import diffrax
 import equinox as eqx
 import jax
@@ -50,7 +52,7 @@ from ._training import horizon_at_scale
 from ._validation import check_positive
 from .network import FusionDLN
 from .statistics import Statistics
-from .trajectory import Trajectory
+from .trajectory import Trajectory, fill_after_end, run_status
 
 __all__ = [
     "ReducedState",
@@ -298,28 +300,32 @@ def _solve_one(
     (w, w_dot, lss), y_end = sol.ys
     y_end = jax.tree.map(lambda a: a[0], y_end)
     t_end = sol.ts[1][0]
-    saved = jnp.isfinite(sol.ts[0])
-    w_end, _, l_end = summary(t_end, y_end, None)
-    w = jnp.where(saved[:, None, None], w, w_end)
-    w_dot = jnp.where(saved[:, None, None], w_dot, 0.0)
-    lss = jnp.where(saved, lss, l_end)
+    w_end, w_dot_end, l_end = summary(t_end, y_end, None)
+    ts, w, w_dot, lss = fill_after_end(ts, jnp.isfinite(sol.ts[0]), w, w_dot, lss, t_end, w_end, w_dot_end, l_end)
     if cfg.early:
         rho_A, rho_B = y_end
     else:
         rho_A = jnp.exp(y_end[0]) * y_end[1] / jnp.linalg.norm(y_end[1])
         rho_B = jnp.exp(y_end[2]) * y_end[3] / jnp.linalg.norm(y_end[3])
-    ok = (sol.result == diffrax.RESULTS.successful) | (sol.result == diffrax.RESULTS.event_occurred)
+    finite = jnp.all(jnp.isfinite(w)) & jnp.all(jnp.isfinite(lss))
+    status = run_status(
+        invalid=False,
+        non_finite=~finite,
+        diverged=False,
+        step_budget=sol.result == diffrax.RESULTS.max_steps_reached,
+        not_converged=sol.result != diffrax.RESULTS.event_occurred,
+    )
     return Trajectory(
         ts=ts,
         weights=w,
         weights_dot=w_dot,
         loss=lss,
         t_end=t_end,
-        converged=sol.result == diffrax.RESULTS.event_occurred,
-        solver_ok=ok & jnp.isfinite(l_end),
+        status=status,
         num_steps=sol.stats["num_steps"],
         final=ReducedState(rho_A, rho_B, state.offset),
         d_A=stats.d_A,
+        method="reduced",
     )
 
 
@@ -410,11 +416,12 @@ def reduced_flow(
     if stats.sigma_xx.ndim > 3 or state.rho_A.ndim > 2:
         raise ValueError("statistics and states may carry at most one leading batch axis.")
     if not (s_batched or st_batched):
-        return _solve_jit(stats, state, t_max, structure, cfg)
+        return dataclasses.replace(_solve_jit(stats, state, t_max, structure, cfg), fusion_layer=fusion_layer)
     n = stats.sigma_xx.shape[0] if s_batched else state.rho_A.shape[0]
     if st_batched and state.rho_A.shape[0] != n:
         raise ValueError(f"batch sizes differ: {n} statistics but {state.rho_A.shape[0]} states.")
     if not st_batched:
         state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), state)
     t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
-    return _solve_batch_jit(stats, state, t_max, structure, cfg, 0 if s_batched else None, t_axis)
+    traj = _solve_batch_jit(stats, state, t_max, structure, cfg, 0 if s_batched else None, t_axis)
+    return dataclasses.replace(traj, fusion_layer=fusion_layer)  # static: known here, traced inside

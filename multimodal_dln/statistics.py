@@ -12,6 +12,10 @@ split into the two modality blocks
 
 A `Statistics` is a pytree of arrays (the modality split `d_A` is static), so `jax.vmap` over the
 constructors gives a batch of statistics with a leading axis on every array.
+
+Bad values raise a one-line `ValueError` when concrete. Traced (inside `jit`/`vmap`), a member
+built from bad values comes out all-NaN instead, and `statistics_valid` flags it, so one bad
+member does not fail a whole batch.
 """
 
 from __future__ import annotations
@@ -19,16 +23,23 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from ._validation import (
+    _show,
+    as_int,
+    check,
     check_finite,
     check_open_interval,
     check_positive,
-    check_positive_definite,
+    check_positive_int,
+    is_traced,
+    psd_ok,
+    require_real,
 )
 
-__all__ = ["Statistics", "validate_statistics"]
+__all__ = ["Statistics", "statistics_valid", "validate_statistics"]
 
 
 def _pinv_psd(m: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
@@ -163,18 +174,21 @@ class Statistics(eqx.Module):
             Var(x_A) = ratio^2, Var(x_B) = 1, Corr(x_A, x_B) = rho,  y = w_A x_A + w_B x_B + noise,
 
         noise ~ N(0, noise^2). With ratio > 1 (and the default teacher w = (1, 1)) A is the
-        stronger modality, learned first. All arguments may be traced (vmap over them).
+        stronger modality, learned first. All arguments may be traced (vmap over them), or
+        arrays broadcasting to one batch shape `(n,)`, which gives a batch of n statistics.
         """
-        rho = check_open_interval("rho", rho, -1.0, 1.0)
-        ratio = check_positive("ratio", ratio)
-        noise = check_positive("noise", noise, allow_zero=True)
-        rho, ratio, noise, w_A, w_B = (jnp.asarray(v, dtype=float) for v in (rho, ratio, noise, w_A, w_B))
+        args = _toy_args(rho, ratio, noise, w_A, w_B)
+        rho, ratio, noise, w_A, w_B = args
         c = rho * ratio
-        sigma_xx = jnp.stack([jnp.stack([ratio**2, c]), jnp.stack([c, jnp.ones_like(c)])])
-        w = jnp.stack([w_A, w_B])[None, :]
+        row_A = jnp.stack([ratio**2, c], axis=-1)
+        row_B = jnp.stack([c, jnp.ones_like(c)], axis=-1)
+        sigma_xx = jnp.stack([row_A, row_B], axis=-2)
+        w = jnp.stack([w_A, w_B], axis=-1)[..., None, :]
         sigma_yx = w @ sigma_xx
-        sigma_yy = w @ sigma_xx @ w.T + noise**2
-        return cls(sigma_xx, sigma_yx, sigma_yy, d_A=1)
+        sigma_yy = w @ sigma_xx @ jnp.swapaxes(w, -1, -2) + (noise**2)[..., None, None]
+        moments = (sigma_xx, sigma_yx, sigma_yy)
+        moments = _finite_members(moments, lambda bad: _toy_overflow(args, bad))
+        return cls(*moments, d_A=1)
 
     @classmethod
     def random(
@@ -193,31 +207,39 @@ class Statistics(eqx.Module):
 
         Sigma_xx ~ InvWishart(df, Psi) with Psi = diag(scale_A I_{d_A}, scale_B I_{d_B}) and
         df = d + 2 by default (so E[Sigma_xx] = Psi); teacher W* ~ Uniform(-1, 1)^{o x d};
-        y = W* x + noise, noise ~ N(0, noise^2 I).
+        y = W* x + noise, noise ~ N(0, noise^2 I). One member: vmap over keys (and scales) for
+        a batch.
         """
-        for name, v in (("d_A", d_A), ("d_B", d_B), ("d_out", d_out)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+        named = (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
+        d_A, d_B, d_out = (check_positive_int(n, v) for n, v in named)
         d = d_A + d_B
-        df = d + 2 if df is None else df
-        if not isinstance(df, int) or df <= d - 1:
-            raise ValueError(f"df (inverse-Wishart degrees of freedom) must be an integer > d - 1 = {d - 1}; got {df!r}.")
-        scale_A = check_positive("scale_A", scale_A)
-        scale_B = check_positive("scale_B", scale_B)
-        noise = check_positive("noise", noise, allow_zero=True)
+        df_int = d + 2 if df is None else as_int(df)
+        if df_int is None or df_int <= d - 1:
+            raise ValueError(
+                f"df (inverse-Wishart degrees of freedom) must be an integer > d - 1 = {d - 1}; "
+                f"got {_show(df)}."
+            )
+        scale_A = _scalar("scale_A", check_positive("scale_A", scale_A))
+        scale_B = _scalar("scale_B", check_positive("scale_B", scale_B))
+        noise = _scalar("noise", check_positive("noise", noise, allow_zero=True))
         k_w, k_t = jax.random.split(key)
         psi_diag = jnp.concatenate(
             [jnp.full((d_A,), scale_A, dtype=float), jnp.full((d_B,), scale_B, dtype=float)]
         )
         # Sigma^-1 ~ Wishart(df, Psi^-1): a sum of df outer products of N(0, Psi^-1) vectors.
-        g = jax.random.normal(k_w, (df, d)) / jnp.sqrt(psi_diag)
+        g = jax.random.normal(k_w, (df_int, d)) / jnp.sqrt(psi_diag)
         precision = g.T @ g
         sigma_xx = jnp.linalg.inv(precision)
         sigma_xx = 0.5 * (sigma_xx + sigma_xx.T)
         w_star = jax.random.uniform(k_t, (d_out, d), minval=-1.0, maxval=1.0)
         sigma_yx = w_star @ sigma_xx
         sigma_yy = w_star @ sigma_xx @ w_star.T + noise**2 * jnp.eye(d_out)
-        return cls(sigma_xx, sigma_yx, sigma_yy, d_A=d_A)
+        moments = _finite_members(
+            (sigma_xx, sigma_yx, sigma_yy),
+            lambda bad: f"scale_A = {_show(scale_A)}, scale_B = {_show(scale_B)} and noise = "
+            f"{_show(noise)} give non-finite statistics (overflow); lower them.",
+        )
+        return cls(*moments, d_A=d_A)
 
     @classmethod
     def from_samples(
@@ -227,43 +249,176 @@ class Statistics(eqx.Module):
         y: Float[ArrayLike, "n o"] | Float[ArrayLike, " n"],
     ) -> Statistics:
         """Empirical second moments (1/n) sum_i of a finite data set (no centring: the networks
-        have no biases, so these are exactly what full-batch MSE training sees)."""
+        have no biases, so these are exactly what full-batch MSE training sees).
+
+        A non-finite sample raises (naming the array and the sample) when concrete; traced, it
+        gives all-NaN statistics, which `statistics_valid` flags."""
+        for name, a in (("x_A", x_A), ("x_B", x_B), ("y", y)):
+            require_real(name, a, "a finite real array of samples")
         x_A, x_B, y = (jnp.asarray(a, dtype=float) for a in (x_A, x_B, y))
-        if x_A.ndim == 1:
-            x_A = x_A[:, None]
-        if x_B.ndim == 1:
-            x_B = x_B[:, None]
-        if y.ndim == 1:
-            y = y[:, None]
+        x_A, x_B, y = (a[:, None] if a.ndim == 1 else a for a in (x_A, x_B, y))
+        for name, a in (("x_A", x_A), ("x_B", x_B), ("y", y)):
+            if a.ndim != 2:
+                raise ValueError(
+                    f"{name} must be an (n,) or (n, k) array of samples; got shape {a.shape}."
+                )
         n = x_A.shape[0]
         if x_B.shape[0] != n or y.shape[0] != n:
             raise ValueError(
                 f"x_A, x_B and y must have the same number of samples; got {x_A.shape[0]}, "
                 f"{x_B.shape[0]}, {y.shape[0]}."
             )
-        for name, a in (("x_A", x_A), ("x_B", x_B), ("y", y)):
-            check_finite(name, a)
+        named = (("x_A", x_A), ("x_B", x_B), ("y", y))
+        x_A, x_B, y = (check_finite(nm, a, label="sample") for nm, a in named)
         x = jnp.concatenate([x_A, x_B], axis=1)
-        return cls(x.T @ x / n, y.T @ x / n, y.T @ y / n, d_A=x_A.shape[1])
+        moments = _finite_members(
+            (x.T @ x / n, y.T @ x / n, y.T @ y / n),
+            "x_A, x_B and y give non-finite second moments (overflow in x^T x / n); "
+            "rescale the samples.",
+        )
+        return cls(*moments, d_A=x_A.shape[1])
+
+
+# ---- helpers for the constructors ----------------------------------------------------------------
+_TOY_NAMES = ("rho", "ratio", "noise", "w_A", "w_B")
+
+
+def _toy_args(rho, ratio, noise, w_A, w_B):
+    """Validated toy parameters as float arrays of one shape, () or (n,)."""
+    vals = (
+        check_open_interval("rho", rho, -1.0, 1.0),
+        check_positive("ratio", ratio),
+        check_positive("noise", noise, allow_zero=True),
+        check_finite("w_A", w_A),
+        check_finite("w_B", w_B),
+    )
+    arrs = [jnp.asarray(v, dtype=float) for v in vals]
+    shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(_TOY_NAMES, arrs, strict=True))
+    try:
+        shape = jnp.broadcast_shapes(*(a.shape for a in arrs))
+    except ValueError:
+        raise ValueError(
+            f"rho, ratio, noise, w_A and w_B must broadcast to one shape; got shapes {shapes}."
+        ) from None
+    if len(shape) > 1:
+        raise ValueError(
+            f"rho, ratio, noise, w_A and w_B may carry at most one batch axis; got shapes {shapes}."
+        )
+    return tuple(jnp.broadcast_to(a, shape) for a in arrs)
+
+
+def _toy_overflow(args, bad) -> str:
+    """Which toy parameter made the first bad member's moments overflow."""
+    vals = [np.asarray(a) for a in args]
+    i = tuple(int(k) for k in np.argwhere(bad)[0]) if np.ndim(bad) else ()
+
+    def at(name):
+        v = vals[_TOY_NAMES.index(name)][i]
+        return f"{name}{list(i) if i else ''} = {_show(v)}"
+
+    big = float(np.sqrt(np.finfo(vals[1].dtype).max))
+    with np.errstate(over="ignore"):
+        if not np.isfinite(vals[1][i] ** 2):
+            return (
+                f"{at('ratio')} gives a non-finite Var(x_A) = ratio^2; ratio must be finite, > 0 "
+                f"and below {big:.3g}."
+            )
+        if not np.isfinite(vals[2][i] ** 2):
+            return (
+                f"{at('noise')} gives a non-finite label-noise variance noise^2; noise must be "
+                f"finite, >= 0 and below {big:.3g}."
+            )
+    return (
+        f"{at('w_A')} and {at('w_B')} (with {at('ratio')}, {at('noise')}) give a non-finite "
+        "E[y x] or E[y^2] (overflow); lower |w_A|, |w_B|, ratio or noise."
+    )
+
+
+def _scalar(name, v):
+    if np.ndim(v) != 0:
+        raise ValueError(
+            f"{name} must be a scalar (vmap over keys and values for a batch); "
+            f"got shape {np.shape(v)}."
+        )
+    return v
+
+
+def _finite_members(moments, message):
+    """Eagerly: raise `message` if an entry overflowed. Traced: a member with any non-finite
+    entry becomes all-NaN (its other entries would look valid)."""
+    ok = jnp.ones(jnp.shape(moments[0])[:-2], dtype=bool)
+    for a in moments:
+        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
+    return check(moments, ~ok, message)
+
+
+# ---- value checks --------------------------------------------------------------------------------
+def label_noise_covariance(stats: Statistics) -> Float[Array, "*batch o o"]:
+    """Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T, plus a 1e-9 (max|Sigma_yy| + 1) ridge per member
+    (the tolerance for noiseless statistics, where it is zero up to round-off)."""
+    resid = stats.sigma_yy - stats.optimal_weights() @ jnp.swapaxes(stats.sigma_yx, -1, -2)
+    ridge = 1e-9 * (jnp.max(jnp.abs(stats.sigma_yy), axis=(-2, -1)) + 1.0)
+    return resid + ridge[..., None, None] * jnp.eye(stats.d_out, dtype=resid.dtype)
+
+
+def _conditions(stats: Statistics, require_full_rank: bool = False):
+    """[(ok per member, message for a member i)] in the order they are reported."""
+    out = []
+    for name in ("sigma_xx", "sigma_yx", "sigma_yy"):
+        ok = jnp.all(jnp.isfinite(getattr(stats, name)), axis=(-2, -1))
+        out.append((ok, lambda i, name=name: f"{name} contains NaN or inf; it must be finite"))
+    kind = "positive definite" if require_full_rank else "positive semi-definite"
+    ok, eig = psd_ok(stats.sigma_xx, semi=not require_full_rank)
+    out.append((ok, lambda i: f"sigma_xx (input covariance) must be symmetric and {kind} "
+                f"(smallest eigenvalue {float(np.asarray(eig)[i]):.3g})"))
+    syy = stats.sigma_yy
+    asym = jnp.max(jnp.abs(syy - jnp.swapaxes(syy, -1, -2)), axis=(-2, -1))
+    sym = asym <= 1e-8 * jnp.max(jnp.abs(syy), axis=(-2, -1))
+    out.append((sym, lambda i: "sigma_yy (output second moment) must be symmetric"))
+    resid = label_noise_covariance(stats)
+    resid = 0.5 * (resid + jnp.swapaxes(resid, -1, -2))
+    ok, eig_r = psd_ok(resid, semi=True)
+    out.append((ok, lambda i: "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
+                f"must be positive semi-definite (smallest eigenvalue {float(eig_r[i]):.3g})"))
+    return out
+
+
+def statistics_valid(stats: Statistics) -> Bool[Array, "*batch"]:
+    """Traceable per-member validity: every entry finite; Sigma_xx symmetric (rel. 1e-8) and
+    PSD (smallest eigenvalue >= -1e-12 x scale in float64, -1e-5 x scale in float32); Sigma_yy
+    symmetric; and the label-noise covariance Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T PSD with
+    the same tolerances (after a 1e-9 ridge, see `label_noise_covariance`)."""
+    ok = jnp.ones(stats.batch_shape, dtype=bool)
+    for cond, _ in _conditions(stats):
+        ok = ok & cond
+    return ok
 
 
 def validate_statistics(stats: Statistics, *, require_full_rank: bool = False) -> Statistics:
     """Check values: finite, Sigma_xx symmetric PSD (PD if `require_full_rank`), and
     Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T PSD (the statistics of *some* joint distribution).
 
-    Checked eagerly for concrete arrays, at run time (``eqx.error_if``) for traced ones.
+    Concrete statistics raise a one-line `ValueError` (naming the first bad member of a batch);
+    traced ones are returned unchanged: use `statistics_valid` to flag bad members there.
     """
-    sxx = check_finite("sigma_xx", stats.sigma_xx)
-    syx = check_finite("sigma_yx", stats.sigma_yx)
-    syy = check_finite("sigma_yy", stats.sigma_yy)
-    sxx = check_positive_definite("sigma_xx (input covariance)", sxx, semi=not require_full_rank)
-    stats = Statistics(sxx, syx, syy, d_A=stats.d_A)
-    resid = stats.sigma_yy - stats.optimal_weights() @ jnp.swapaxes(stats.sigma_yx, -1, -2)
-    resid = resid + 1e-9 * (jnp.abs(stats.sigma_yy).max() + 1.0) * jnp.eye(stats.d_out)
-    syy = check_positive_definite(
-        "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance)",
-        resid,
-        semi=True,
-        attach_to=stats.sigma_yy,
-    )
-    return Statistics(stats.sigma_xx, stats.sigma_yx, syy, d_A=stats.d_A)
+    if not isinstance(stats, Statistics):
+        raise TypeError(f"statistics must be a Statistics; got {type(stats).__name__}.")
+    if 0 in stats.batch_shape:
+        raise ValueError(
+            "statistics batch has 0 members; a batch needs at least one "
+            f"(batch shape {stats.batch_shape})."
+        )
+    if is_traced(stats):
+        return stats
+    conds = _conditions(stats, require_full_rank)
+    oks = [np.asarray(ok) for ok, _ in conds]
+    bad = ~np.logical_and.reduce(oks)
+    if not bad.any():
+        return stats
+    i = tuple(int(k) for k in np.argwhere(bad)[0]) if bad.ndim else ()
+    msg = next(m(i) for ok, (_, m) in zip(oks, conds, strict=True) if not ok[i])
+    if not i:
+        raise ValueError(msg + ".")
+    k = int(bad.sum())
+    count = f" ({k} of {bad.size} members are invalid)" if k > 1 else ""
+    raise ValueError(f"statistics member {', '.join(map(str, i))}: {msg}{count}.")

@@ -16,6 +16,10 @@ Robustness: after every chunk its rows are appended to ``results.csv`` and flush
 (``fsync``), so an interrupted sweep loses at most the chunk in progress; ``resume=True`` skips
 every member already in the file. ``config.json`` records the settings; resuming with other
 settings is refused.
+
+Trust: every row carries the member's `Status` name and reason (``status``, ``reason``), its
+``t_end`` and ``num_steps``; the phase columns of a member that is not OK are empty (NaN), and
+summaries and figures use successful members only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,18 +45,21 @@ import numpy as np
 
 from . import _training
 from . import theory as _theory
-from .gradient_descent import gradient_descent
+from .gradient_descent import gradient_descent, stable_lr_estimate
 from .gradient_flow import gradient_flow
 from .measurements import PhaseMeasurements, measure
 from .network import INIT_SCHEMES, FusionDLN
 from .statistics import Statistics
+from .status import Status, describe
 from .trajectory import Trajectory
 
 __all__ = [
     "CSV_COLUMNS",
+    "DivergenceWarning",
     "GRID_KEYS",
     "KEY_COLUMNS",
     "METHODS",
+    "PHASE_COLUMNS",
     "MemberConfig",
     "SimulationResult",
     "SweepResult",
@@ -59,6 +67,9 @@ __all__ = [
     "run_sweep",
     "simulate_toy",
     "summarize",
+    "failure_line",
+    "failures",
+    "format_error_table",
     "theory_misattribution",
     "theory_time_ratio",
 ]
@@ -83,45 +94,77 @@ CSV_COLUMNS = (
     "plateau_loss",
     "final_loss",
     "success",
+    "status",
+    "reason",
+    "t_end",
+    "num_steps",
     "theory_time_ratio",
     "rel_error",
 )
+# The column set written before per-member status codes (no status, reason, t_end, num_steps):
+# its failed rows may hold plausible-looking phase times, so such a file is not read.
+LEGACY_CSV_COLUMNS = tuple(
+    c for c in CSV_COLUMNS if c not in ("status", "reason", "t_end", "num_steps")
+)
+# Columns that are NaN (an empty cell in results.csv) for every member whose status is not OK.
+PHASE_COLUMNS = ("t_A", "t_B", "time_ratio", "misattribution", "plateau_loss", "rel_error")
 METHODS = ("flow", "gd")
 NET_STREAM = 0  # fold_in index of the network-initialization stream of a seed
-_INT_COLUMNS = ("fusion_layer", "depth", "width", "seed")
-_STR_COLUMNS = ("init", "method")
+_INT_COLUMNS = ("fusion_layer", "depth", "width", "seed", "num_steps")
+_STR_COLUMNS = ("init", "method", "status", "reason")
 _BOOL_COLUMNS = ("success",)
 # Settings that change results: resuming with different values is refused.
-_SETTING_KEYS = ("depth", "width", "init", "method", "lr", "noise", "n_save")
+_SETTING_KEYS = ("depth", "width", "init", "method", "lr", "noise", "n_save", "t_max")
 
 
 # ------------------------------------------------------------------------------------------------
 # Theory available for the toy data
 # ------------------------------------------------------------------------------------------------
 def theory_time_ratio(depth, fusion_layer, rho, ratio, init_scale=None):
-    """Leading-order t_B / t_A on the toy data, NaN where no theory is available here.
+    """Leading-order t_B / t_A on the toy data, NaN where no theory applies.
 
-    - L_f = 1 (early fusion): exactly 1 (no unimodal phase, digest 2.3);
-    - L_f = L (late fusion, any depth): 1 + (r^2 - 1) / (1 - rho^2) (`theory.time_ratio_toy`);
-      only for r >= 1, i.e. A the modality learned first, as the formula and `measure` assume;
-    - 1 < L_f < L (intermediate fusion): NaN (not available yet; it depends on u0, hence the
-      `init_scale` argument, unused so far: this is the one place to plug it in).
+    - depth 1: NaN (a one-layer network converges linearly: no saddle, no unimodal phase);
+    - ratio r < 1: NaN (B is learned first; the formulas and `measure` assume A first);
+    - L_f = 1 (early fusion, L >= 2): exactly 1 (no unimodal phase, digest 2.3);
+    - L_f = L (late fusion, L >= 2): 1 + (r^2 - 1) / (1 - rho^2) (`theory.time_ratio_toy`);
+    - 1 < L_f < L (intermediate fusion): the leading-order deep formula
+      `theory.time_ratio_deep_toy(L, L_f, rho, r, u0)` (digest 2.6; valid as u0 -> 0, so NaN
+      without `init_scale`). At u0 = 0.1, aligned networks differ from it by ~3.5-6.6 % and
+      random init comes out ~18 % below it.
 
-    Vectorized over NumPy arrays (broadcasting); returns a float or an array.
+    `time_ratio_deep_toy` itself gives the same values for L_f = L (the closed form) and
+    L_f = 1 (exactly 1). Vectorized over NumPy arrays (broadcasting; depth and fusion_layer
+    may vary too); returns a float or an array.
     """
-    del init_scale  # the early / late fusion results are independent of u0 (leading order)
-    depth, fusion_layer, rho, ratio = np.broadcast_arrays(
-        np.asarray(depth),
-        np.asarray(fusion_layer),
+    u0 = np.nan if init_scale is None else init_scale
+    depth, fusion_layer, rho, ratio, u0 = np.broadcast_arrays(
+        np.asarray(depth, float),
+        np.asarray(fusion_layer, float),
         np.asarray(rho, float),
         np.asarray(ratio, float),
+        np.asarray(u0, float),
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         late = np.asarray(_theory.time_ratio_toy(rho, ratio), dtype=float)
+    valid = (depth >= 2) & (ratio >= 1.0) & (np.abs(rho) < 1.0)
     out = np.full(rho.shape, np.nan)
-    out = np.where((fusion_layer == depth) & (ratio >= 1.0), late, out)
-    out = np.where(fusion_layer == 1, 1.0, out)
+    out = np.where(valid & (fusion_layer == depth), late, out)
+    out = np.where(valid & (fusion_layer == 1), 1.0, out)
+    mid = valid & (fusion_layer > 1) & (fusion_layer < depth) & (u0 > 0) & np.isfinite(u0)
+    if np.any(mid):
+        out = out.copy()
+        _fill_intermediate(out, mid, depth, fusion_layer, rho, ratio, u0)
     return float(out) if out.ndim == 0 else out
+
+
+def _fill_intermediate(out, mask, depth, fusion_layer, rho, ratio, u0) -> None:
+    """`theory.time_ratio_deep_toy` into `out[mask]`, one call per (L, L_f) pair (they are
+    static arguments there)."""
+    for L, Lf in {(int(a), int(b)) for a, b in zip(depth[mask], fusion_layer[mask], strict=True)}:
+        sel = mask & (depth == L) & (fusion_layer == Lf)
+        out[sel] = np.asarray(
+            _theory.time_ratio_deep_toy(L, Lf, rho[sel], ratio[sel], u0[sel]), dtype=float
+        )
 
 
 def theory_misattribution(depth, fusion_layer, rho, ratio, init_scale=None):
@@ -171,9 +214,11 @@ def validate_settings(
     method="flow",
     lr=0.04,
     noise=0.0,
+    t_max=None,
     names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Check the structural / training settings; return them normalized (lr None for flow).
+    """Check the structural / training settings; return them normalized (lr None for flow;
+    t_max None for the automatic horizon, else a float > 0).
 
     Raises `ValueError` naming the parameter (as given in `names`, e.g. CLI flags) and its range.
     """
@@ -198,6 +243,12 @@ def validate_settings(
             raise ValueError(f"{_n('lr', names)} (learning rate) must be > 0; got {lr!r}.")
     else:
         lr = None
+    if t_max is not None:
+        t_max = _as_float("t_max", t_max, names)
+        if t_max <= 0:
+            raise ValueError(
+                f"{_n('t_max', names)} (horizon, gradient-flow time) must be > 0; got {t_max!r}."
+            )
     return {
         "depth": int(depth),
         "width": int(width),
@@ -205,6 +256,7 @@ def validate_settings(
         "method": method,
         "lr": lr,
         "noise": noise,
+        "t_max": t_max,
     }
 
 
@@ -396,6 +448,14 @@ def _horizons(configs, *, depth, width, init, noise):
     return np.asarray(eqx.filter_vmap(_training.default_horizon)(nets, stats))
 
 
+# Default GD budget: members not converged are run again with these multiples of it.
+GD_RERUN_FACTORS = (8, 64)
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Gradient descent diverged for some members (their status is DIVERGED, phase times NaN)."""
+
+
 def simulate_toy(
     configs: Sequence[MemberConfig],
     *,
@@ -408,21 +468,36 @@ def simulate_toy(
     pad_to: int | None = None,
     n_steps: int | None = None,
     n_save: int = 512,
+    t_max: float | None = None,
+    on_divergence: str = "warn",
+    _gd_budget: int | None = None,
 ) -> SimulationResult:
     """Simulate toy members (all with the same fusion layer) as ONE batched solve.
 
     `pad_to` pads the batch to a fixed size (repeating the last member) so that calls with fewer
-    members reuse the compiled solver. For GD, `n_steps` defaults to the largest gradient-flow
-    horizon of the batch / lr, rounded up to a power of two. Times are in gradient-flow units
-    (GD: steps x lr).
+    members reuse the compiled solver. Times are in gradient-flow units (GD: steps x lr).
+
+    - `t_max`: horizon in gradient-flow time, kept as given: members not converged by then
+      get status NOT_CONVERGED. For GD it sets `n_steps = ceil(t_max / lr)`. Default: the
+      estimated horizon, continued for members that have not converged (flow: up to 64x the
+      estimate; GD: the budget below, then 8x and 64x it).
+    - `n_steps`: GD step budget, kept as given (give `n_steps` or `t_max`, not both). Default:
+      the largest gradient-flow horizon of the batch / lr, rounded up to a power of two.
+    - `on_divergence`: "warn" (one `DivergenceWarning` naming the diverged real members, never
+      the padding) or "ignore". Divergence is always in the rows' `status`.
+
+    Every row carries `status` (a `Status` name), `reason` (`describe`), `t_end` and
+    `num_steps`; the phase columns (`PHASE_COLUMNS`) of a member whose status is not OK are NaN.
     """
     configs = list(configs)
     if not configs:
         raise ValueError("simulate_toy needs at least one member.")
     checked = validate_settings(
-        depth=depth, width=width, init=init, method=method, lr=lr, noise=noise
+        depth=depth, width=width, init=init, method=method, lr=lr, noise=noise, t_max=t_max
     )
-    lr = checked["lr"]
+    lr, t_max = checked["lr"], checked["t_max"]
+    if on_divergence not in ("warn", "ignore"):
+        raise ValueError(f"on_divergence must be 'warn' or 'ignore'; got {on_divergence!r}.")
     validate_grid(
         {k: _unique([getattr(c, k) for c in configs]) for k in GRID_KEYS}, checked["depth"]
     )
@@ -435,30 +510,103 @@ def simulate_toy(
     padded = _pad(configs, pad_to)
     nets, stats = _build(padded, depth=depth, width=width, init=init, noise=noise)
     if method == "flow":
-        traj = gradient_flow(nets, stats, n_save=n_save)
-    elif method == "gd":
-        if n_steps is None:
-            h = np.asarray(eqx.filter_vmap(_training.default_horizon)(nets, stats))
-            n_steps = gd_n_steps(h, lr)
-        traj = gradient_descent(nets, stats, lr=lr, n_steps=n_steps, n_save=n_save)
+        traj = gradient_flow(nets, stats, n_save=n_save, t_max=t_max)
     else:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+        traj = _solve_gd(
+            nets, stats, lr, n_steps=n_steps, t_max=t_max, n_save=n_save, budget=_gd_budget
+        )
     meas = measure(traj, stats)
     rows = _rows(
-        configs, meas, depth=depth, width=width, init=init, method=method, lr=lr, n_real=n_real
+        configs,
+        traj,
+        meas,
+        depth=depth,
+        width=width,
+        init=init,
+        method=method,
+        lr=lr,
+        n_real=n_real,
     )
     for r in rows:
         r["noise"] = float(noise)
+    if on_divergence == "warn":
+        _warn_diverged(rows, list(range(n_real)), lr, nets, stats, n_real)
     return SimulationResult(rows, traj, meas, stats, padded)
 
 
+def _solve_gd(nets, stats, lr, *, n_steps, t_max, n_save, budget) -> Trajectory:
+    """Gradient descent for a padded batch. An explicit `n_steps` (or `t_max` / lr) is kept as
+    given; otherwise start from `budget` (default: from the batch's horizons) and run the
+    whole batch again with `GD_RERUN_FACTORS` x the budget while members have not converged,
+    keeping each member's first converged run (so a member's result does not depend on the
+    others in its batch, and the shapes, hence the compiled solver, stay the same)."""
+    if t_max is not None:
+        if n_steps is not None:
+            raise ValueError("give n_steps or t_max for gradient descent, not both.")
+        n_steps = max(1, math.ceil(t_max / lr))
+    run = lambda k: gradient_descent(  # noqa: E731
+        nets, stats, lr=lr, n_steps=k, n_save=n_save, on_divergence="ignore"
+    )
+    if n_steps is not None:
+        return run(n_steps)
+    if budget is None:
+        budget = gd_n_steps(np.asarray(eqx.filter_vmap(_training.default_horizon)(nets, stats)), lr)
+    traj = run(budget)
+    for factor in GD_RERUN_FACTORS:
+        todo = np.asarray(traj.status) == Status.NOT_CONVERGED
+        if not todo.any():
+            break
+        traj = _select(todo, run(budget * factor), traj)
+    return traj
+
+
+def _select(mask, new, old):
+    """Members where `mask` holds from `new`, the others from `old` (same batch and shapes)."""
+    a_new, static = eqx.partition(new, eqx.is_array)
+    a_old = eqx.filter(old, eqx.is_array)
+    m = jnp.asarray(mask)
+    pick = lambda x, y: jnp.where(m.reshape(m.shape + (1,) * (x.ndim - 1)), x, y)  # noqa: E731
+    return eqx.combine(jax.tree.map(pick, a_new, a_old), static)
+
+
+def _warn_diverged(rows, indices, lr, nets=None, stats=None, n_real=None, where="member") -> None:
+    """One `DivergenceWarning` for the DIVERGED rows among `rows` (real members only);
+    `indices` are the rows' positions to report (in this call, or in the sweep)."""
+    bad = [(i, r) for i, r in zip(indices, rows, strict=True) if r["status"] == "DIVERGED"]
+    if not bad:
+        return
+    limit = ""
+    if nets is not None:
+        real = jax.tree.map(lambda a: a[:n_real], (nets, stats))
+        est = np.asarray(stable_lr_estimate(*real))
+        limit = f", estimated here as lr < {float(np.nanmin(est)):.3g}"
+    shown = "; ".join(
+        f"#{i} (L_f={r['fusion_layer']}, rho={r['rho']:g}, ratio={r['ratio']:g}, "
+        f"u0={r['init_scale']:g}, seed {r['seed']})"
+        for i, r in bad[:5]
+    )
+    more = f"; ... ({len(bad) - 5} more)" if len(bad) > 5 else ""
+    warnings.warn(
+        f"gradient descent diverged for {len(bad)} of {len(rows)} {where}(s): {shown}{more}, "
+        f"with lr = {lr:g}; lower lr below the stability limit "
+        f"(multimodal_dln.stable_lr_estimate{limit}). Their status is DIVERGED and their phase "
+        "columns are empty.",
+        DivergenceWarning,
+        stacklevel=3,
+    )
+
+
 def _rows(
-    configs, meas: PhaseMeasurements, *, depth, width, init, method, lr, n_real
+    configs, traj: Trajectory, meas: PhaseMeasurements, *, depth, width, init, method, lr, n_real
 ) -> list[dict]:
     get = lambda a: np.asarray(a)[:n_real]  # noqa: E731
-    t_A, t_B, tr = get(meas.t_A), get(meas.t_B), get(meas.time_ratio)
-    mis = np.asarray(meas.misattribution)[:n_real].reshape(n_real, -1)[:, 0]
-    plateau, final, ok = get(meas.plateau_loss), get(meas.final_loss), get(meas.success)
+    codes = get(meas.status)
+    ok = codes == Status.OK
+    nan_unless_ok = lambda a: np.where(ok, get(a), np.nan)  # noqa: E731
+    t_A, t_B, tr = nan_unless_ok(meas.t_A), nan_unless_ok(meas.t_B), nan_unless_ok(meas.time_ratio)
+    mis = np.where(ok, np.asarray(meas.misattribution)[:n_real].reshape(n_real, -1)[:, 0], np.nan)
+    plateau, final = nan_unless_ok(meas.plateau_loss), get(meas.final_loss)
+    t_end, num_steps = get(traj.t_end), get(traj.num_steps)
     rows = []
     for i, c in enumerate(configs[:n_real]):
         theory = theory_time_ratio(depth, c.fusion_layer, c.rho, c.ratio, c.init_scale)
@@ -485,6 +633,10 @@ def _rows(
                 "plateau_loss": float(plateau[i]),
                 "final_loss": float(final[i]),
                 "success": bool(ok[i]),
+                "status": Status(int(codes[i])).name,
+                "reason": describe(int(codes[i]), method),
+                "t_end": float(t_end[i]),
+                "num_steps": int(num_steps[i]),
                 "theory_time_ratio": theory,
                 "rel_error": rel,
             }
@@ -499,7 +651,8 @@ def _fmt_cell(v) -> str:
     if isinstance(v, bool):
         return "True" if v else "False"
     if isinstance(v, float):
-        return repr(v)  # shortest round-tripping form: keys read back compare equal
+        # shortest round-tripping form: keys read back compare equal; NaN (no value) is empty
+        return "" if math.isnan(v) else repr(v)
     return str(v)
 
 
@@ -520,7 +673,13 @@ def _parse_row(raw: Mapping[str, str]) -> dict:
                 raise ValueError(f"bad boolean {s!r}")
             row[col] = s == "True"
         else:
-            row[col] = float(s)
+            row[col] = float(s) if s.strip() else math.nan  # empty: no value
+    if row["status"] not in Status.__members__:
+        raise ValueError(f"unknown status {row['status']!r}")
+    if row["success"] != (row["status"] == "OK"):
+        raise ValueError(f"success {row['success']} contradicts status {row['status']}")
+    if not row["success"]:
+        row.update(dict.fromkeys(PHASE_COLUMNS, math.nan))  # never a number for a failed member
     return row
 
 
@@ -538,6 +697,9 @@ def read_results(path: str | os.PathLike, *, strict: bool = False) -> list[dict]
     """Read a sweep's ``results.csv`` (or its directory) into a list of typed row dicts.
 
     Incomplete lines (e.g. from a crash mid-write) are skipped, or raise with `strict=True`.
+    Empty cells are NaN; the phase columns (`PHASE_COLUMNS`) of a row whose `status` is not OK
+    are NaN whatever the file holds. A file written before per-member status codes (no
+    `status` column) is refused with a one-line `ValueError`.
     """
     path = Path(path)
     if path.is_dir():
@@ -560,6 +722,12 @@ def _read_csv(path: Path, *, strict: bool = False) -> tuple[list[dict], int]:
         lines, bad = lines[:-1], 1
     reader = csv.DictReader(lines)
     header = tuple(reader.fieldnames or ())
+    if header[: len(LEGACY_CSV_COLUMNS)] == LEGACY_CSV_COLUMNS and "status" not in header:
+        raise ValueError(
+            f"{path} was written by an older multimodal_dln without per-member status columns "
+            "(status, reason, t_end, num_steps), so its failed rows cannot be told apart; run the "
+            "sweep again into a new folder (or delete this one)."
+        )
     if header[: len(CSV_COLUMNS)] != CSV_COLUMNS:
         raise ValueError(
             f"{path} does not look like a multimodal_dln sweep results file: expected columns "
@@ -641,7 +809,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict:
     points = []
     for (lf, ratio, rho, u0), rs in sorted(groups.items()):
         ok = [r for r in rs if r["success"]]
-        tr = [r["time_ratio"] for r in ok]
+        tr = [r["time_ratio"] for r in ok if math.isfinite(r["time_ratio"])]
         depth = rs[0]["depth"]
         points.append(
             {
@@ -671,12 +839,13 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict:
             and r["success"]
             and math.isfinite(r["rel_error"])
         ]
-        n = sum(1 for r in rows if r["fusion_layer"] == lf and r["ratio"] == ratio)
+        same = [r for r in rows if r["fusion_layer"] == lf and r["ratio"] == ratio]
         by_ratio.append(
             {
                 "fusion_layer": lf,
                 "ratio": ratio,
-                "n": n,
+                "n": len(same),
+                "n_success": sum(1 for r in same if r["success"]),
                 "n_compared": len(errs),
                 "median_abs_rel_error": float(np.median(errs)) if errs else math.nan,
                 "max_abs_rel_error": float(np.max(errs)) if errs else math.nan,
@@ -685,9 +854,33 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict:
     return {
         "n_members": len(rows),
         "n_success": sum(1 for r in rows if r["success"]),
+        "failures": failures(rows),
         "by_ratio": by_ratio,
         "points": points,
     }
+
+
+def failures(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The failed rows grouped by status: [{"status", "reason", "count"}], most frequent first."""
+    groups: dict[tuple, int] = {}
+    for r in rows:
+        if not r["success"]:
+            key = (r.get("status", "FAILED"), r.get("reason", "unknown"))
+            groups[key] = groups.get(key, 0) + 1
+    return [
+        {"status": st, "reason": why, "count": n}
+        for (st, why), n in sorted(groups.items(), key=lambda kv: -kv[1])
+    ]
+
+
+def failure_line(rows: Sequence[Mapping[str, Any]], what: str = "members") -> str | None:
+    """ "N of M <what> failed: STATUS (count): reason; ..." or None when nothing failed."""
+    fails = failures(rows)
+    if not fails:
+        return None
+    n = sum(f["count"] for f in fails)
+    parts = "; ".join(f"{f['status']} ({f['count']}): {f['reason']}" for f in fails)
+    return f"{n} of {len(rows)} {what} failed: {parts}"
 
 
 def format_error_table(summary: Mapping[str, Any]) -> str:
@@ -697,7 +890,8 @@ def format_error_table(summary: Mapping[str, Any]) -> str:
     ]
     for b in summary["by_ratio"]:
         med, mx = b["median_abs_rel_error"], b["max_abs_rel_error"]
-        med_s = f"{100 * med:.2f}%" if math.isfinite(med) else "n/a (no theory)"
+        none = "n/a (none succeeded)" if b.get("n_success", 1) == 0 else "n/a (no theory)"
+        med_s = f"{100 * med:.2f}%" if math.isfinite(med) else none
         mx_s = f"{100 * mx:.2f}%" if math.isfinite(mx) else "-"
         lines.append(
             f"{b['fusion_layer']:>4} {b['ratio']:>7.3g} {b['n']:>5} {b['n_compared']:>8} {med_s:>22} {mx_s:>8}"
@@ -763,6 +957,7 @@ def run_sweep(
     progress: bool = True,
     noise: float = 0.0,
     n_save: int = 512,
+    t_max: float | None = None,
     overwrite: bool = False,
     figure: bool = True,
     on_chunk: Callable[[list[dict]], None] | None = None,
@@ -788,6 +983,10 @@ def run_sweep(
     - `chunk_size`: members per batched solve (fixed: the last chunk is padded).
     - `progress`: show a tqdm progress bar on stderr.
     - `noise`: label-noise std of the toy data.
+    - `t_max`: horizon in gradient-flow time, kept as given (members not converged by then are
+      NOT_CONVERGED); for GD it sets n_steps = ceil(t_max / lr). Default None: the estimated
+      horizon, continued for unconverged members (see `simulate_toy`). A setting that changes
+      results: resuming with another `t_max` is refused.
     - `overwrite`: delete this directory's previous sweep files first (ignored with `resume`).
     - `figure`: write ``time_ratio.png`` at the end.
     - `on_chunk`: called with each finished chunk's rows, after they are on disk.
@@ -798,31 +997,68 @@ def run_sweep(
     """
     t_start = time.perf_counter()
     settings = validate_settings(
-        depth=depth, width=width, init=init, method=method, lr=lr, noise=noise, names=names
+        depth=depth,
+        width=width,
+        init=init,
+        method=method,
+        lr=lr,
+        noise=noise,
+        t_max=t_max,
+        names=names,
     )
     settings["n_save"] = int(n_save)
     grid = validate_grid(grid, settings["depth"], names)
     seed_list = normalize_seeds(seeds, names)
     chunk_size = _check_chunk_size(chunk_size)
     out = Path(out_dir)
+    existing = _prepare_out_dir(out, settings, resume=resume, overwrite=overwrite, names=names)
+    _write_config(out / "config.json", settings, grid, seed_list, chunk_size, resume)
+
+    done = {row_key(r) for r in existing}
+    all_members = members(grid, seed_list)
+    todo = [m for m in all_members if m.key not in done]
+    new_rows = _run_members(
+        todo, all_members, settings, chunk_size, out / "results.csv", progress, on_chunk
+    )
+    index = {m.key: i for i, m in enumerate(all_members)}
+    _warn_diverged(
+        new_rows,
+        [index[row_key(r)] for r in new_rows],
+        settings["lr"] or math.nan,
+        where="sweep member",
+    )
+    return _finish_sweep(
+        out,
+        existing + new_rows,
+        settings,
+        len(new_rows),
+        len(all_members) - len(todo),
+        t_start,
+        figure,
+    )
+
+
+def _prepare_out_dir(out: Path, settings, *, resume, overwrite, names) -> list[dict]:
+    """Create `out`; return the rows to keep (resume), after refusing a clash."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{_n('out_dir', names)} must be a directory; {out} is a file.")
     out.mkdir(parents=True, exist_ok=True)
-    csv_path, cfg_path, sum_path = out / "results.csv", out / "config.json", out / "summary.json"
-
-    existing: list[dict] = []
+    csv_path, cfg_path = out / "results.csv", out / "config.json"
     if resume:
-        existing = _load_for_resume(csv_path, cfg_path, settings, names)
-    else:
-        if overwrite:
-            for p in (csv_path, cfg_path, sum_path, out / "time_ratio.png"):
-                if p.exists():
-                    p.unlink()
-        elif csv_path.exists() and csv_path.stat().st_size > 0:
-            raise ValueError(
-                f"{out} already holds a sweep (results.csv); pass resume=True (CLI: --resume) to continue "
-                "it, or choose another output directory."
-            )
+        return _load_for_resume(csv_path, cfg_path, settings, names)
+    if overwrite:
+        for p in (csv_path, cfg_path, out / "summary.json", out / "time_ratio.png"):
+            if p.exists():
+                p.unlink()
+    elif csv_path.exists() and csv_path.stat().st_size > 0:
+        raise ValueError(
+            f"{out} already holds a sweep (results.csv); pass resume=True (CLI: --resume) to continue "
+            "it, or choose another output directory."
+        )
+    return []
+
+
+def _write_config(cfg_path: Path, settings, grid, seed_list, chunk_size, resume) -> None:
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     previous = json.loads(cfg_path.read_text()) if (resume and cfg_path.exists()) else {}
     config = {
@@ -840,15 +1076,29 @@ def run_sweep(
         config["previous_grids"] = previous.get("previous_grids", []) + [previous["grid"]]
     _write_json(cfg_path, config)
 
-    done = {row_key(r) for r in existing}
-    all_members = members(grid, seed_list)
-    todo = [m for m in all_members if m.key not in done]
-    n_skipped = len(all_members) - len(todo)
-    new_rows: list[dict] = []
-    header_needed = not (csv_path.exists() and csv_path.stat().st_size > 0)
 
+def _gd_budget(everyone, settings, chunk_size) -> int:
+    """One GD step budget per fusion layer, from every member of the grid (done or not), so
+    chunking and interruption/resume do not change the GD save grid."""
+    horizons = [
+        _horizons(
+            _pad(everyone[i : i + chunk_size], chunk_size),
+            depth=settings["depth"],
+            width=settings["width"],
+            init=settings["init"],
+            noise=settings["noise"],
+        )
+        for i in range(0, len(everyone), chunk_size)
+    ]
+    return gd_n_steps(np.concatenate(horizons), settings["lr"])
+
+
+def _run_members(todo, all_members, settings, chunk_size, csv_path, progress, on_chunk):
+    """Solve `todo` chunk by chunk, appending each chunk's rows to `csv_path`; return them."""
     from tqdm import tqdm
 
+    new_rows: list[dict] = []
+    header_needed = not (csv_path.exists() and csv_path.stat().st_size > 0)
     bar = tqdm(
         total=len(todo),
         file=sys.stderr,
@@ -858,40 +1108,35 @@ def run_sweep(
         leave=True,
     )
     try:
-        for lf in grid["fusion_layer"]:
+        for lf in dict.fromkeys(m.fusion_layer for m in all_members):
             group = [m for m in todo if m.fusion_layer == lf]
             if not group:
                 continue
             bar.set_description(f"sweep L_f={lf}")
-            chunks = [group[i : i + chunk_size] for i in range(0, len(group), chunk_size)]
-            n_steps = None
-            if settings["method"] == "gd":
-                # One step budget per fusion layer, from every member of the grid (done or not),
-                # so chunking and interruption/resume do not change the GD save grid.
-                everyone = [m for m in all_members if m.fusion_layer == lf]
-                horizons = [
-                    _horizons(
-                        _pad(everyone[i : i + chunk_size], chunk_size),
-                        depth=settings["depth"],
-                        width=settings["width"],
-                        init=settings["init"],
-                        noise=settings["noise"],
-                    )
-                    for i in range(0, len(everyone), chunk_size)
-                ]
-                n_steps = gd_n_steps(np.concatenate(horizons), settings["lr"])
-            for chunk in chunks:
+            budget = None
+            if settings["method"] == "gd" and settings["t_max"] is None:
+                budget = _gd_budget(
+                    [m for m in all_members if m.fusion_layer == lf], settings, chunk_size
+                )
+            for i in range(0, len(group), chunk_size):
                 res = simulate_toy(
-                    chunk,
-                    depth=settings["depth"],
-                    width=settings["width"],
-                    init=settings["init"],
-                    method=settings["method"],
-                    lr=settings["lr"],
-                    noise=settings["noise"],
+                    group[i : i + chunk_size],
+                    **{
+                        k: settings[k]
+                        for k in (
+                            "depth",
+                            "width",
+                            "init",
+                            "method",
+                            "lr",
+                            "noise",
+                            "n_save",
+                            "t_max",
+                        )
+                    },
                     pad_to=chunk_size,
-                    n_steps=n_steps,
-                    n_save=settings["n_save"],
+                    on_divergence="ignore",
+                    _gd_budget=budget,
                 )
                 rows = [{c: r[c] for c in CSV_COLUMNS} for r in res.rows]
                 _write_rows(csv_path, rows, header=header_needed)
@@ -902,14 +1147,21 @@ def run_sweep(
                     on_chunk(rows)
     finally:
         bar.close()
+    return new_rows
 
-    all_rows = existing + new_rows
+
+def _finish_sweep(out, all_rows, settings, n_run, n_skipped, t_start, figure) -> SweepResult:
+    """Summary (and figure) of every row in the folder; writes summary.json."""
     summary = summarize(all_rows)
     summary["settings"] = settings
-    summary["n_run"] = len(new_rows)
+    summary["n_run"] = n_run
     summary["n_skipped"] = n_skipped
     summary["wall_time_s"] = time.perf_counter() - t_start
-    files = {"results": csv_path, "config": cfg_path, "summary": sum_path}
+    files = {
+        "results": out / "results.csv",
+        "config": out / "config.json",
+        "summary": out / "summary.json",
+    }
     if figure and all_rows:
         from .figures import plot_time_ratio
 
@@ -918,10 +1170,8 @@ def run_sweep(
         plot_time_ratio(all_rows, x=x, hue=hue, path=fig_path)
         files["figure"] = fig_path
         summary["figure"] = fig_path.name
-    _write_json(sum_path, summary)
-    return SweepResult(
-        out, all_rows, summary, len(new_rows), n_skipped, summary["wall_time_s"], files
-    )
+    _write_json(out / "summary.json", summary)
+    return SweepResult(out, all_rows, summary, n_run, n_skipped, summary["wall_time_s"], files)
 
 
 def _load_for_resume(csv_path: Path, cfg_path: Path, settings: dict, names) -> list[dict]:
@@ -939,7 +1189,10 @@ def _load_for_resume(csv_path: Path, cfg_path: Path, settings: dict, names) -> l
                 f"cannot resume the sweep in {cfg_path.parent}: its settings differ ({detail}). Use the "
                 "same settings, or another output directory for a new sweep."
             )
-    rows, bad = _read_csv(csv_path)
+    try:
+        rows, bad = _read_csv(csv_path)
+    except ValueError as err:
+        raise ValueError(f"cannot resume the sweep in {csv_path.parent}: {err}") from None
     for r in rows:
         for k in ("depth", "width", "init", "method"):
             if r[k] != settings[k]:

@@ -11,9 +11,23 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-__all__ = ["Trajectory", "hermite_interpolate"]
+from .status import Status, describe
+
+__all__ = ["Trajectory", "fill_after_end", "hermite_interpolate", "run_status"]
+
+
+def run_status(*, invalid, non_finite, diverged, step_budget, not_converged) -> Int[Array, "*batch"]:
+    """Combine per-member failure conditions into one `Status` code (the first that holds, in
+    the order of the arguments; `Status.OK` when none does)."""
+    conds = [invalid, non_finite, diverged, step_budget, not_converged]
+    codes = [Status.INVALID_INPUT, Status.NON_FINITE, Status.DIVERGED, Status.STEP_BUDGET, Status.NOT_CONVERGED]
+    out = jnp.asarray(Status.OK, jnp.int32)
+    for cond, code in reversed(list(zip(conds, codes, strict=True))):
+        out = jnp.where(cond, jnp.asarray(code, jnp.int32), out)
+    return out
 
 
 class Trajectory(eqx.Module):
@@ -26,11 +40,15 @@ class Trajectory(eqx.Module):
     - `weights_dot`: `(n, o, d)` their time derivative (for Hermite interpolation).
     - `loss`: `(n,)` training loss at `ts`.
     - `t_end`: time the run stopped (convergence, or the horizon `t_max`).
-    - `converged`: the loss gap fell below the convergence tolerance.
-    - `solver_ok`: the integrator (or GD) finished without error (no max_steps, no NaN, no divergence).
+    - `status`: per-member `Status` code: `Status.OK` when the loss gap fell below the
+      convergence tolerance with every value finite; otherwise why not (invalid input,
+      non-finite values, GD divergence, step budget, horizon reached).
     - `num_steps`: integrator steps (GD: steps) taken.
     - `final`: the final network (full weights), or None.
     - `d_A`: size of modality A (static).
+    - `method`: "flow", "gd" or "reduced" (static; selects the remedy in `failure_reasons`).
+    - `fusion_layer`: the network's L_f when known statically (None otherwise); `measure`
+      requires t_A <= t_B only where a unimodal phase is predicted (L_f >= 2).
 
     Save slots after `t_end` hold the final values (the dynamics has stopped there).
     """
@@ -40,11 +58,22 @@ class Trajectory(eqx.Module):
     weights_dot: Float[Array, "*batch n o d"]
     loss: Float[Array, "*batch n"]
     t_end: Float[Array, "*batch"]
-    converged: Bool[Array, "*batch"]
-    solver_ok: Bool[Array, "*batch"]
+    status: Int[Array, "*batch"]
     num_steps: Int[Array, "*batch"]
     final: eqx.Module | None
     d_A: int = eqx.field(static=True)
+    method: str = eqx.field(static=True, default="flow")
+    fusion_layer: int | None = eqx.field(static=True, default=None)
+
+    @property
+    def converged(self) -> Bool[Array, "*batch"]:
+        """The loss gap fell below the convergence tolerance (and nothing failed)."""
+        return self.status == Status.OK
+
+    @property
+    def solver_ok(self) -> Bool[Array, "*batch"]:
+        """No input, numerical, divergence or step-budget failure (the horizon may be reached)."""
+        return (self.status == Status.OK) | (self.status == Status.NOT_CONVERGED)
 
     @property
     def finite(self) -> Bool[Array, "*batch"]:
@@ -55,8 +84,8 @@ class Trajectory(eqx.Module):
 
     @property
     def success(self) -> Bool[Array, "*batch"]:
-        """Solver finished cleanly, the loss converged, and every saved value is finite."""
-        return self.solver_ok & self.converged & self.finite
+        """The run converged cleanly (`status == Status.OK`; non-finite saves are NON_FINITE)."""
+        return self.status == Status.OK
 
     @property
     def W_A(self) -> Float[Array, "*batch n o dA"]:
@@ -85,21 +114,26 @@ class Trajectory(eqx.Module):
         return eqx.combine(arrays, static)
 
     def failure_reasons(self) -> list[str]:
-        """One human-readable status per member ("ok", or why it failed)."""
-        import numpy as np
+        """One line per member: "ok", or why it failed and what to change."""
+        return [describe(c, self.method) for c in np.atleast_1d(np.asarray(self.status)).ravel()]
 
-        flags = [np.atleast_1d(np.asarray(a)) for a in (self.solver_ok, self.converged, self.finite)]
-        out = []
-        for ok, conv, fin in zip(*flags, strict=True):
-            if not ok:
-                out.append("solver failed (max_steps reached, non-finite values, or GD diverged)")
-            elif not conv:
-                out.append("did not converge before t_max (raise t_max)")
-            elif not fin:
-                out.append("non-finite values in the saved summaries")
-            else:
-                out.append("ok")
-        return out
+
+def fill_after_end(ts, saved, w, w_dot, loss, t_end, w_end, w_dot_end, loss_end):
+    """Complete the saves of a run that stopped at `t_end` before the last save time.
+
+    Slots not reached (`saved` False) hold the final values with zero derivative (the dynamics
+    has stopped), except the first of them, which is moved to `t_end` itself with the true
+    derivative there: a crossing just before the end is then bracketed by [last save, t_end]
+    instead of an interval reaching past the end (found on L = 4 late fusion, where B's rise
+    ends within 1 % of t_end). Returns (ts, w, w_dot, loss)."""
+    first = (~saved) & (jnp.cumsum(~saved) == 1)
+    ts = jnp.where(first, t_end, ts)
+    col = (...,) + (None,) * (w.ndim - 1)
+    w = jnp.where(saved[col], w, w_end)
+    w_dot = jnp.where(saved[col], w_dot, jnp.where(first[col], w_dot_end, 0.0))
+    loss = jnp.where(saved, loss, loss_end)
+    return ts, w, w_dot, loss
+
 
 def hermite_interpolate(ts, ys, dys, t):
     """Cubic Hermite interpolation of samples `ys` (with derivatives `dys`) at times `ts`.

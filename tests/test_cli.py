@@ -6,16 +6,31 @@ sweep tests (chunks of 4), so the solver compiles once per session.
 
 import json
 import math
+import re
 import subprocess
 import sys
 
 import pytest
 
+from multimodal_dln import theory
 from multimodal_dln.cli import main
-from multimodal_dln.sweep import read_results
+from multimodal_dln.sweep import PHASE_COLUMNS, read_results
 
 BASE = ["--depth", "2", "--width", "8", "--init-scale", "1e-12", "--seeds", "4"]
-MEMBER_KEYS = {"seed", "t_A", "t_B", "time_ratio", "misattribution", "final_loss", "success"}
+MEMBER_KEYS = {
+    "seed",
+    "t_A",
+    "t_B",
+    "time_ratio",
+    "misattribution",
+    "final_loss",
+    "success",
+    "status",
+    "reason",
+    "t_end",
+    "num_steps",
+}
+PHASE_KEYS = ("t_A", "t_B", "time_ratio", "misattribution", "plateau_loss")
 SUMMARY_KEYS = {
     "time_ratio_median",
     "time_ratio_theory",
@@ -29,12 +44,20 @@ def _no_nan(token):
     raise AssertionError(f"non-standard JSON constant {token}")
 
 
-def _simulate_json(capsys, *extra):
+def _simulate_json(capsys, *extra, err=None):
     rc = main(["simulate", *BASE, *extra, "--json"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert rc == 0
     assert len(out.strip().splitlines()) == 1, "stdout must hold exactly one JSON object"
+    if err is not None:
+        err.append(captured.err)
     return json.loads(out, parse_constant=_no_nan)
+
+
+def _table_rows(out):
+    """The per-seed lines of the simulate table, split into whitespace tokens."""
+    return [line.split() for line in out.splitlines() if re.match(r"^\s*\d+\s", line)]
 
 
 def test_simulate_json(capsys):
@@ -44,7 +67,7 @@ def test_simulate_json(capsys):
     assert [m["seed"] for m in doc["members"]] == [0, 1, 2, 3]
     for m in doc["members"]:
         assert MEMBER_KEYS <= set(m)
-        assert m["success"] is True
+        assert m["success"] is True and m["status"] == "OK" and m["reason"] == "ok"
         assert m["t_B"] > m["t_A"] > 0
     s = doc["summary"]
     assert SUMMARY_KEYS <= set(s)
@@ -100,6 +123,11 @@ def test_simulate_gd_matches_flow(capsys):
         (["--method", "sgd"], "--method"),
         (["--method", "gd", "--lr", "0"], "--lr"),
         (["--noise", "-1"], "--noise"),
+        (["--t-max", "0"], "--t-max"),
+        (["--t-max", "-1"], "--t-max"),
+        (["--t-max", "inf"], "--t-max"),
+        (["--t-max", "nan"], "--t-max"),
+        (["--t-max", "abc"], "--t-max"),
     ],
 )
 def test_simulate_bad_input_exits_2(capsys, args, name):
@@ -216,3 +244,173 @@ def test_python_dash_m_help():
     )
     assert proc.returncode == 0
     assert "usage: mdln" in proc.stdout and "simulate" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Trustworthy results: each observed case of the issue, with the new behaviour
+# --------------------------------------------------------------------------------------------
+def test_gd_divergence_is_flagged_not_measured(capsys):
+    """Observed: `--method gd --lr 5` exited 0 showing t_B/t_A 1.099 and misattribution
+    -1.47e26. Now: DIVERGED with the lr remedy, empty phase columns, nulls in --json, and a
+    final stderr warning; the exit status stays 0."""
+    err = []
+    doc = _simulate_json(capsys, "--method", "gd", "--lr", "5", err=err)
+    for m in doc["members"]:
+        assert m["status"] == "DIVERGED" and m["success"] is False and "lower lr" in m["reason"]
+        assert all(m[k] is None for k in PHASE_KEYS), m
+    assert doc["summary"]["time_ratio_median"] is None and doc["summary"]["n_success"] == 0
+    last = err[0].strip().splitlines()[-1]
+    assert last.startswith("warning: 4 of 4 members failed: DIVERGED") and "lower lr" in last
+    assert main(["simulate", *BASE, "--method", "gd", "--lr", "5"]) == 0
+    out = capsys.readouterr().out
+    rows = _table_rows(out)
+    assert len(rows) == 4
+    for tok in rows:
+        assert tok[1:6] == ["-"] * 5 and tok[7] == "DIVERGED", tok  # t_A .. plateau empty
+
+
+def test_gd_large_lr_reason_names_the_gd_remedy(capsys):
+    """Observed: `--lr 100` said "did not converge before t_max (raise t_max)" though no such
+    flag existed; the reason now names what to change for gradient descent."""
+    doc = _simulate_json(capsys, "--method", "gd", "--lr", "100")
+    for m in doc["members"]:
+        assert m["status"] == "DIVERGED" and m["time_ratio"] is None
+        assert "lower lr" in m["reason"] and "t_max" not in m["reason"]
+
+
+def test_depth_one_has_no_theory(capsys):
+    """Observed: depth 1 compared a measured 3.988 with "theory 1 (+298.80 %)"."""
+    assert main(["simulate", "--depth", "1", "--width", "8", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    theory_lines = [line for line in out.splitlines() if line.startswith("theory")]
+    assert theory_lines == [
+        "theory: none for depth 1 (a one-layer network converges linearly; no unimodal phase)"
+    ]
+    assert "%" not in out
+
+
+def test_intermediate_fusion_prints_the_deep_theory(capsys):
+    """Observed: 1 < L_f < L printed "n/a (no theory)"; now the leading-order deep formula."""
+    args = [
+        "--depth",
+        "4",
+        "--fusion-layer",
+        "3",
+        "--init",
+        "aligned",
+        "--init-scale",
+        "0.1",
+        "--width",
+        "8",
+        "--seeds",
+        "2",
+        "--rho",
+        "0.5",
+        "--ratio",
+        "2",
+    ]
+    assert main(["simulate", *args]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("theory ("))
+    assert "leading-order deep formula" in line and "u0 -> 0" in out
+    printed = float(re.search(r"t_B/t_A = ([0-9.eE+-]+)", line).group(1))
+    expected = float(theory.time_ratio_deep_toy(4, 3, 0.5, 2.0, 0.1))
+    assert f"{printed:.4g}" == f"{expected:.4g}"
+    assert "sim/theory - 1" in line  # the seeds succeed and are compared
+
+
+def test_t_max_is_honoured(capsys):
+    """`--t-max`: a horizon far too short gives NOT_CONVERGED members with empty phase
+    columns (flow: t_end = T; gd: n_steps = ceil(T / lr))."""
+    err = []
+    doc = _simulate_json(capsys, "--rho", "0.5", "--ratio", "2", "--t-max", "1e-3", err=err)
+    assert doc["config"]["t_max"] == 1e-3
+    for m in doc["members"]:
+        assert m["status"] == "NOT_CONVERGED" and "t_max" in m["reason"]
+        assert all(m[k] is None for k in PHASE_KEYS) and m["t_end"] == pytest.approx(1e-3)
+    assert "warning: 4 of 4 members failed: NOT_CONVERGED" in err[0]
+    gd = _simulate_json(
+        capsys, "--rho", "0.5", "--ratio", "2", "--method", "gd", "--lr", "0.005", "--t-max", "0.1"
+    )
+    for m in gd["members"]:
+        assert m["status"] == "NOT_CONVERGED" and "n_steps" in m["reason"]
+        assert m["num_steps"] == 20 and m["time_ratio"] is None
+    assert main(["simulate", *BASE, "--t-max", "1e-3"]) == 0
+    for tok in _table_rows(capsys.readouterr().out):
+        assert tok[1:6] == ["-"] * 5 and tok[7] == "NOT_CONVERGED", tok
+
+
+def test_rho_near_one_is_not_reported_ok(capsys):
+    """Observed: `--rho 0.99999999 --ratio 2` printed status ok with a ratio near 1."""
+    doc = _simulate_json(capsys, "--rho", "0.99999999", "--ratio", "2")
+    for m in doc["members"]:
+        assert m["status"] != "OK" and m["success"] is False and m["time_ratio"] is None
+    assert doc["summary"]["n_success"] == 0 and doc["summary"]["time_ratio_median"] is None
+
+
+def test_sweep_t_max_rows_flagged(tmp_path, capsys):
+    out = tmp_path / "short"
+    args = [
+        "sweep",
+        "--rho",
+        "0,0.5",
+        "--width",
+        "8",
+        "--seeds",
+        "2",
+        "--init-scale",
+        "1e-12",
+        "--chunk-size",
+        "4",
+        "--t-max",
+        "1e-3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "0/4 rows successful" in captured.out
+    assert "warning: 4 of 4 rows failed: NOT_CONVERGED" in captured.err
+    rows = read_results(out)
+    assert all(r["status"] == "NOT_CONVERGED" for r in rows)
+    assert all(math.isnan(r[c]) for r in rows for c in PHASE_COLUMNS)
+    resume = [a if a != "1e-3" else "2" for a in args] + ["--resume"]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "--t-max" in err
+
+
+def test_run_table_counts_successful_members_only(capsys):
+    """`mdln run`: the error columns use successful members only; failures are named with
+    their reasons (stderr), and a failed trajectory shows its status, not NaN times."""
+    from multimodal_dln.cli import _run_table, _trajectory_line, _warn_failures
+
+    ok = {
+        "ratio": 2.0,
+        "rho": 0.0,
+        "success": True,
+        "status": "OK",
+        "reason": "ok",
+        "rel_error": 0.01,
+        "theory_time_ratio": 4.0,
+        "misattribution": 0.0,
+    }
+    bad = dict(
+        ok,
+        success=False,
+        status="NOT_CONVERGED",
+        reason="raise t_max",
+        rel_error=math.nan,
+        misattribution=math.nan,
+    )
+    lines, table = _run_table([ok, bad, dict(bad)], [2.0])
+    assert table[0]["n"] == 3 and table[0]["n_success"] == 1
+    assert table[0]["median_abs_rel_error"] == pytest.approx(0.01)
+    assert lines[-1].split()[:3] == ["2", "3", "1"]
+    _warn_failures([ok, bad, dict(bad)], "runs")
+    assert capsys.readouterr().err.strip() == (
+        "warning: 2 of 3 runs failed: NOT_CONVERGED (2): raise t_max"
+    )
+    line = _trajectory_line(dict(bad, t_A=math.nan), 2, 2, 1e-12)
+    assert "NOT_CONVERGED: raise t_max" in line and "nan" not in line

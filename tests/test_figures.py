@@ -1,14 +1,25 @@
 """Figures: each plot returns a Figure, writes a PNG, and leaves no pyplot state behind."""
 
 import csv
+import math
+import warnings
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
 from multimodal_dln import figures
-from multimodal_dln.sweep import CSV_COLUMNS, MemberConfig, simulate_toy, theory_time_ratio
+from multimodal_dln.status import Status
+from multimodal_dln.sweep import (
+    CSV_COLUMNS,
+    PHASE_COLUMNS,
+    MemberConfig,
+    simulate_toy,
+    theory_time_ratio,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,6 +36,7 @@ def _fake_rows(
                     for seed in range(seeds):
                         th = theory_time_ratio(depth, lf, rho, ratio)
                         tr = (th if np.isfinite(th) else 1.5) * (1 + 0.02 * rng.standard_normal())
+                        ok = seed != 1 or rho != 0.0
                         rows.append(
                             {
                                 "fusion_layer": lf,
@@ -43,11 +55,17 @@ def _fake_rows(
                                 "misattribution": rho / ratio + 0.001,
                                 "plateau_loss": 0.1,
                                 "final_loss": 1e-6,
-                                "success": seed != 1 or rho != 0.0,
+                                "success": ok,
+                                "status": "OK" if ok else "NOT_CONVERGED",
+                                "reason": "ok" if ok else "did not converge by the horizon",
+                                "t_end": 100.0,
+                                "num_steps": 500,
                                 "theory_time_ratio": th,
                                 "rel_error": tr / th - 1,
                             }
                         )
+                        if not ok:  # a failed member has no phase values
+                            rows[-1].update(dict.fromkeys(PHASE_COLUMNS, math.nan))
     return rows
 
 
@@ -161,3 +179,55 @@ def test_plot_trajectory_png(tmp_path, run):
     with pytest.raises(ValueError, match="one run"):
         figures.plot_trajectory(run.trajectory, None, stats)
     assert _pyplot_figures() == before
+
+
+def _plotted_points(fig):
+    """(x, y) of every marker drawn (lines without a line style), NaN-free."""
+    pts = []
+    for line in fig.axes[0].lines:
+        if line.get_linestyle() in ("None", "none", ""):
+            xs, ys = (np.asarray(a, float) for a in line.get_data())
+            pts += [(a, b) for a, b in zip(xs, ys, strict=True) if math.isfinite(b)]
+    return pts
+
+
+@pytest.mark.parametrize("plot", [figures.plot_time_ratio, figures.plot_misattribution])
+def test_failed_members_are_never_plotted(plot):
+    """Failed rows are NaN now; even a failed row that still holds a plausible number (e.g.
+    built by hand) is not drawn, and no 'nan' legend entry or warning appears."""
+    rows = _fake_rows(ratios=(1.5, 2.0))
+    planted = dict(rows[0], success=False, status="DIVERGED", reason="lower lr")
+    planted |= {"time_ratio": 1234.5, "misattribution": 1234.5, "rho": 0.25}
+    all_failed = [
+        dict(r, success=False, status="NOT_CONVERGED") | dict.fromkeys(PHASE_COLUMNS, math.nan)
+        for r in rows
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for only_success in (True, False):
+            fig = plot(rows + [planted], only_success=only_success)
+            assert 1234.5 not in {y for _, y in _plotted_points(fig)}
+            texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+            assert not any("nan" in t.lower() for t in texts), texts
+            assert "nan" not in fig.axes[0].get_title().lower()
+            assert "failed run" in fig.axes[0].get_title()
+        fig = plot(all_failed)
+        assert _plotted_points(fig) == []
+
+
+def test_plot_trajectory_failure_subtitle(run):
+    stats = jax.tree.map(lambda a: a[0], run.stats)
+    traj, meas = run.trajectory[0], jax.tree.map(lambda a: a[0], run.measurements)
+    # the run itself is fine but the measurement failed: the subtitle names the measurement's
+    # status and reason (the trajectory alone would say "ok")
+    bad = eqx.tree_at(lambda m: m.status, meas, jnp.asarray(Status.NO_CROSSING, jnp.int32))
+    title = figures.plot_trajectory(traj, bad, stats)._suptitle.get_text()
+    assert "NO_CROSSING" in title and "threshold" in title and "ok" not in title.split()
+    # a run stopped by a tiny t_max: NOT_CONVERGED, with the flow remedy
+    short = simulate_toy(
+        [MemberConfig(2, 0.5, 2.0, 1e-12, 0)], depth=2, width=8, pad_to=4, t_max=1e-3
+    )
+    assert short.rows[0]["status"] == "NOT_CONVERGED"
+    fig = figures.plot_trajectory(short.trajectory[0], None, stats)
+    title = fig._suptitle.get_text()
+    assert "NOT_CONVERGED" in title and "t_max" in title and "nan" not in title

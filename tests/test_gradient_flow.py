@@ -92,7 +92,7 @@ def test_batch_of_1024_solves_without_recompiling():
         nets = eqx.filter_vmap(
             lambda k, u: mdln.FusionDLN.init(k, depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=u)
         )(keys, u0)
-        traj = mdln.gradient_flow(nets, stats, n_save=64)
+        traj = mdln.gradient_flow(nets, stats, n_save=256)
         return mdln.measure(traj, stats)
 
     n = 1024
@@ -149,8 +149,8 @@ def test_relu_network_trains_on_samples(key):
 def test_float32_option_runs_and_agrees():
     stats = mdln.Statistics.toy(0.5, 2.0)
     net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-3)
-    t64 = mdln.measure(mdln.gradient_flow(net, stats, n_save=128), stats)
-    tr32 = mdln.gradient_flow(net, stats, n_save=128, dtype=jnp.float32, rtol=1e-5)
+    t64 = mdln.measure(mdln.gradient_flow(net, stats, n_save=256), stats)
+    tr32 = mdln.gradient_flow(net, stats, n_save=256, dtype=jnp.float32, rtol=1e-5)
     assert tr32.weights.dtype == jnp.float32
     t32 = mdln.measure(tr32, stats)
     np.testing.assert_allclose(float(t32.time_ratio), float(t64.time_ratio), rtol=0.01)

@@ -101,3 +101,26 @@ def test_relu_network_is_nonlinear():
     assert not np.allclose(net(x_A, x_B) + net(-x_A, -x_B), 0.0)
     lin = _net(jax.random.key(0), fusion_layer=2, init_scale=2.0)
     np.testing.assert_allclose(lin(x_A, x_B) + lin(-x_A, -x_B), 0.0, atol=1e-12)
+
+
+def test_traced_bad_init_scale_gives_a_nan_member():
+    """Under vmap a bad init_scale cannot raise: that member's weights are NaN, the rest exact."""
+    keys, scales = jax.random.split(jax.random.key(3), 3), jnp.array([0.1, -1.0, 0.2])
+    nets = eqx.filter_vmap(lambda k, u: _net(k, init_scale=u))(keys, scales)
+    for i in (0, 2):
+        one = _net(keys[i], init_scale=float(scales[i]))
+        for a, b in zip(jax.tree.leaves(nets), jax.tree.leaves(one), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-15)
+    assert all(np.all(np.isnan(np.asarray(a[1]))) for a in jax.tree.leaves(nets))
+
+
+def test_width_forms():
+    """One width (Python or NumPy integer) or one per hidden layer; anything else is named."""
+    net = _net(jax.random.key(0), width=np.int64(5))
+    assert [w.shape[0] for w in net.branch_A + (net.fusion_A,) + net.shared[:-1]] == [5, 5, 5]
+    net = _net(jax.random.key(0), width=np.array([3, 4, 5]))
+    assert [w.shape[0] for w in net.branch_A + (net.fusion_A,) + net.shared[:-1]] == [3, 4, 5]
+    with pytest.raises(ValueError, match=r"^width\[0\] = True: width must be a positive integer or a sequence"):
+        _net(jax.random.key(0), width=[True, 4, 5])
+    with pytest.raises(ValueError, match=r"^fusion_layer \(L_f\) must be an integer in \[1, depth\] = \[1, 4\]; got 2\.0\.$"):
+        _net(jax.random.key(0), fusion_layer=2.0)

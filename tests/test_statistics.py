@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import multimodal_dln as mdln
+from multimodal_dln.statistics import statistics_valid
 
 
 def test_toy_blocks_and_loss():
@@ -84,3 +85,74 @@ def test_unimodal_weights_and_plateau_toy():
     np.testing.assert_allclose(s.unimodal_weights("A"), [[1 + rho / r]])
     ratio = mdln.theory.plateau_loss(s) / s.loss(jnp.zeros((1, 2)))
     np.testing.assert_allclose(ratio, (1 - rho**2) / (r**2 + 2 * rho * r + 1), rtol=1e-12)
+
+
+def test_toy_accepts_array_arguments():
+    """Array arguments give a batch; each member equals the scalar constructor (and vmap) bit for bit."""
+    rhos, ratios, w_A = jnp.array([-0.5, 0.0, 0.5]), jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, -2.0, 0.5])
+    s = mdln.Statistics.toy(rhos, ratios, 0.1, w_A=w_A)
+    assert s.sigma_xx.shape == (3, 2, 2) and s.sigma_yx.shape == (3, 1, 2) and s.sigma_yy.shape == (3, 1, 1)
+    v = jax.vmap(lambda r, q, w: mdln.Statistics.toy(r, q, 0.1, w_A=w))(rhos, ratios, w_A)
+    for i in range(3):
+        one = mdln.Statistics.toy(float(rhos[i]), float(ratios[i]), 0.1, w_A=float(w_A[i]))
+        for a, b, c in zip(jax.tree.leaves(s), jax.tree.leaves(v), jax.tree.leaves(one), strict=True):
+            np.testing.assert_array_equal(a[i], c)
+            np.testing.assert_array_equal(b[i], c)
+    jitted = jax.jit(mdln.Statistics.toy)(rhos, ratios, 0.1, w_A=w_A)
+    for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(s), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert mdln.Statistics.toy([0.1, 0.2], 2.0).sigma_xx.shape == (2, 2, 2)  # lists too
+
+
+def test_toy_vmap_over_noise_is_unchanged():
+    rhos, ratios, noises = jnp.array([0.3, -0.2]), jnp.array([2.0, 0.5]), jnp.array([0.0, 0.7])
+    s = jax.vmap(mdln.Statistics.toy)(rhos, ratios, noises)
+    for i in range(2):
+        one = mdln.Statistics.toy(float(rhos[i]), float(ratios[i]), float(noises[i]))
+        for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(one), strict=True):
+            np.testing.assert_array_equal(a[i], b)
+
+
+def _samples(key, n=5):
+    ka, kb, ky = jax.random.split(key, 3)
+    return jax.random.normal(ka, (n, 2)), jax.random.normal(kb, (n, 1)), jax.random.normal(ky, (n,))
+
+
+def test_from_samples_non_finite_eager_message():
+    x_A, x_B, y = _samples(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^y\[3, 0\] = nan: y contains NaN or inf \(first at sample 3\); it must be finite\.$"):
+        mdln.Statistics.from_samples(x_A, x_B, y.at[3].set(jnp.nan))
+    with pytest.raises(ValueError, match=(
+        r"^x_B\[1, 0\] = inf: x_B contains NaN or inf \(first at sample 1\); it must be finite "
+        r"\(2 of 5 entries are bad\)\.$"
+    )):
+        mdln.Statistics.from_samples(x_A, x_B.at[1, 0].set(jnp.inf).at[4, 0].set(jnp.nan), y)
+    with pytest.raises(ValueError, match=r"^x_A\[0, 1\] = -inf: x_A contains NaN or inf \(first at sample 0\)"):
+        mdln.Statistics.from_samples(x_A.at[0, 1].set(-jnp.inf), x_B, y)
+
+
+def test_from_samples_under_jit_poisons_instead_of_inf():
+    x_A, x_B, y = _samples(jax.random.key(1))
+    build = jax.jit(mdln.Statistics.from_samples)
+    good = build(x_A, x_B, y)
+    eager = mdln.Statistics.from_samples(x_A, x_B, y)
+    for a, b in zip(jax.tree.leaves(good), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert bool(statistics_valid(good))
+    for bad in ((x_A.at[2, 0].set(jnp.nan), x_B, y), (x_A, x_B.at[0, 0].set(jnp.inf), y), (x_A, x_B, y.at[4].set(-jnp.inf))):
+        s = build(*bad)
+        assert all(np.all(np.isnan(np.asarray(a))) for a in jax.tree.leaves(s))
+        assert not bool(statistics_valid(s))
+
+
+def test_from_samples_under_vmap_poisons_only_the_bad_member():
+    sets = [_samples(k) for k in jax.random.split(jax.random.key(2), 3)]
+    sets[1] = (sets[1][0].at[2, 1].set(jnp.nan), sets[1][1], sets[1][2])
+    x_A, x_B, y = (jnp.stack(a) for a in zip(*sets, strict=True))
+    s = jax.vmap(mdln.Statistics.from_samples)(x_A, x_B, y)
+    np.testing.assert_array_equal(statistics_valid(s), [True, False, True])
+    assert all(np.all(np.isnan(np.asarray(a[1]))) for a in jax.tree.leaves(s))
+    for i in (0, 2):
+        one = mdln.Statistics.from_samples(*sets[i])
+        for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(one), strict=True):
+            np.testing.assert_array_equal(a[i], b)

@@ -7,16 +7,23 @@ the CLI and figure tests use too), so the batched solver is compiled once per se
 import csv
 import json
 import math
+import warnings
 
+import numpy as np
 import pytest
 
+from multimodal_dln import theory
 from multimodal_dln.sweep import (
     CSV_COLUMNS,
+    LEGACY_CSV_COLUMNS,
+    PHASE_COLUMNS,
+    DivergenceWarning,
     MemberConfig,
     read_results,
     row_key,
     run_sweep,
     simulate_toy,
+    summarize,
     theory_time_ratio,
 )
 
@@ -56,6 +63,8 @@ def test_finished_sweep_outputs(finished):
     assert list(_csv_rows(out / "results.csv")[0]) == list(CSV_COLUMNS)
     assert all(r["success"] for r in rows)
     for r in rows:
+        assert r["status"] == "OK" and r["reason"] == "ok"
+        assert r["t_end"] > r["t_B"] > r["t_A"] > 0 and r["num_steps"] > 0
         assert r["theory_time_ratio"] == pytest.approx(
             theory_time_ratio(2, 2, r["rho"], r["ratio"])
         )
@@ -65,7 +74,8 @@ def test_finished_sweep_outputs(finished):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["settings"]["width"] == WIDTH and cfg["grid"]["rho"] == GRID["rho"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_members"] == 6 and summary["n_success"] == 6
+    assert summary["n_members"] == 6 and summary["n_success"] == 6 and summary["failures"] == []
+    assert cfg["settings"]["t_max"] is None
     assert summary["by_ratio"][0]["median_abs_rel_error"] < 0.1
 
 
@@ -224,3 +234,170 @@ def test_gd_sweep(tmp_path):
     assert cfg["settings"]["lr"] == 0.005
     with pytest.raises(ValueError, match="cannot resume.*lr"):
         run_sweep(GRID, seeds=1, out_dir=tmp_path, method="gd", lr=0.01, resume=True, **COMMON)
+
+
+def test_theory_time_ratio_for_every_fusion_layer():
+    """Observed: depth 1 compared against 'theory 1'; 1 < L_f < L had no theory. Now depth 1
+    and r < 1 have none; intermediate fusion uses the leading-order deep formula."""
+    rho, ratio, u0 = np.array([-0.5, 0.0, 0.5]), 2.0, 0.1
+    for L in (2, 3, 4):
+        late = theory_time_ratio(L, L, rho, ratio, u0)
+        np.testing.assert_allclose(late, 1 + (ratio**2 - 1) / (1 - rho**2), rtol=1e-12)
+        # the deep formula agrees with today's values at both ends
+        np.testing.assert_allclose(
+            theory.time_ratio_deep_toy(L, L, rho, ratio, u0), late, rtol=1e-12
+        )
+        np.testing.assert_array_equal(theory_time_ratio(L, 1, rho, ratio, u0), 1.0)
+        np.testing.assert_allclose(theory.time_ratio_deep_toy(L, 1, rho, ratio, u0), 1.0)
+    for Lf in (2, 3):
+        np.testing.assert_allclose(
+            theory_time_ratio(4, Lf, rho, ratio, u0),
+            theory.time_ratio_deep_toy(4, Lf, rho, ratio, u0),
+            rtol=1e-12,
+        )
+    assert math.isnan(theory_time_ratio(4, 3, 0.0, 2.0))  # needs u0
+    assert math.isnan(theory_time_ratio(1, 1, 0.0, 2.0, 1e-12))  # one layer: no saddle
+    assert all(math.isnan(theory_time_ratio(4, lf, 0.0, 0.5, 0.1)) for lf in (1, 2, 3, 4))
+    # vectorized over fusion layers (as the figures call it)
+    np.testing.assert_allclose(
+        theory_time_ratio(4, np.arange(1, 5), 0.0, 2.0, 0.1),
+        [
+            1.0,
+            float(theory.time_ratio_deep_toy(4, 2, 0.0, 2.0, 0.1)),
+            float(theory.time_ratio_deep_toy(4, 3, 0.0, 2.0, 0.1)),
+            4.0,
+        ],
+        rtol=1e-12,
+    )
+
+
+def test_t_max_failed_rows_have_empty_phase_cells(tmp_path):
+    """A horizon far too short: every member NOT_CONVERGED with the t_max remedy; its phase
+    cells are empty in results.csv (NaN when read), it is excluded from the summary, and
+    t_max is a setting (resuming with another is refused)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the all-failed figure draws without warnings
+        res = run_sweep(GRID, seeds=1, out_dir=tmp_path, chunk_size=CHUNK, t_max=1e-3, **COMMON)
+    raw = _csv_rows(tmp_path / "results.csv")
+    assert len(raw) == 3
+    for r in raw:
+        assert r["status"] == "NOT_CONVERGED" and "t_max" in r["reason"] and r["success"] == "False"
+        assert all(r[c] == "" for c in PHASE_COLUMNS), r
+        assert float(r["t_end"]) == pytest.approx(1e-3) and int(r["num_steps"]) > 0
+    for r in read_results(tmp_path, strict=True):
+        assert all(math.isnan(r[c]) for c in PHASE_COLUMNS)
+    s = res.summary
+    assert s["n_success"] == 0 and s["failures"][0]["status"] == "NOT_CONVERGED"
+    assert s["failures"][0]["count"] == 3
+    assert all(math.isnan(p["time_ratio_median"]) for p in s["points"])
+    assert json.loads((tmp_path / "config.json").read_text())["settings"]["t_max"] == 1e-3
+    with pytest.raises(ValueError, match="cannot resume.*t_max"):
+        run_sweep(
+            GRID, seeds=1, out_dir=tmp_path, chunk_size=CHUNK, t_max=1.0, resume=True, **COMMON
+        )
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="t_max"):
+            run_sweep(GRID, seeds=1, out_dir=tmp_path / "bad", t_max=bad, **COMMON)
+
+
+def test_summary_medians_exclude_failed_rows():
+    good = {
+        "fusion_layer": 2,
+        "depth": 2,
+        "rho": 0.0,
+        "ratio": 2.0,
+        "init_scale": U0,
+        "seed": 0,
+        "time_ratio": 4.0,
+        "misattribution": 0.0,
+        "rel_error": 0.0,
+        "success": True,
+        "status": "OK",
+        "reason": "ok",
+    }
+    bad = dict(
+        good,
+        seed=1,
+        time_ratio=1.099,
+        misattribution=-1.47e26,
+        rel_error=-0.7,
+        success=False,
+        status="DIVERGED",
+        reason="lower lr",
+    )
+    s = summarize([good, bad])
+    p = s["points"][0]
+    assert (
+        p["time_ratio_median"] == 4.0 and p["misattribution_median"] == 0.0 and p["n_success"] == 1
+    )
+    assert s["by_ratio"][0]["max_abs_rel_error"] == 0.0
+    assert s["failures"] == [{"status": "DIVERGED", "reason": "lower lr", "count": 1}]
+
+
+def test_resume_of_old_column_set_is_a_clear_error(tmp_path):
+    """A results.csv without the status columns: its failed rows cannot be told apart."""
+    with open(tmp_path / "results.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(LEGACY_CSV_COLUMNS)
+        w.writerow(
+            [
+                2,
+                2,
+                8,
+                "random",
+                "gd",
+                5.0,
+                0.0,
+                2.0,
+                U0,
+                0,
+                1.0,
+                1.099,
+                1.099,
+                -1.47e26,
+                0.1,
+                1e16,
+                True,
+                4.0,
+                -0.72,
+            ]
+        )
+    for call in (
+        lambda: run_sweep(GRID, seeds=1, out_dir=tmp_path, resume=True, **COMMON),
+        lambda: read_results(tmp_path),
+    ):
+        with pytest.raises(ValueError, match="older multimodal_dln") as err:
+            call()
+        assert len(str(err.value).splitlines()) == 1
+
+
+def test_gd_divergence_warns_once_about_real_members_only(tmp_path):
+    """Observed: the padded copies of a chunk were counted as diverged members. Now one
+    DivergenceWarning names the real members (by their index in the sweep), never padding."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_sweep(
+            GRID,
+            seeds=1,
+            out_dir=tmp_path,
+            chunk_size=CHUNK,
+            method="gd",
+            lr=5.0,
+            figure=False,
+            **COMMON,
+        )
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and issubclass(caught[0].category, DivergenceWarning), msgs
+    assert "3 of 3 sweep member(s)" in msgs[0] and "#2 " in msgs[0] and "#3" not in msgs[0]
+    assert all(r["status"] == "DIVERGED" and "lower lr" in r["reason"] for r in res.rows)
+    assert all(math.isnan(r[c]) for r in res.rows for c in PHASE_COLUMNS)
+    with pytest.warns(DivergenceWarning, match="1 of 1 member") as rec:
+        simulate_toy(
+            [MemberConfig(2, 0.0, 2.0, U0, 0)],
+            depth=DEPTH,
+            width=WIDTH,
+            method="gd",
+            lr=5.0,
+            pad_to=CHUNK,
+        )
+    assert len(rec) == 1
