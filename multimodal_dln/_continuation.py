@@ -101,6 +101,6 @@ def _merge(old: Trajectory, new: Trajectory, ts, shift) -> Trajectory:
     return eqx.tree_at(
         lambda t: (t.ts, t.weights, t.weights_dot, t.loss, t.num_steps),
         new,
-        (pick(old.ts, new.ts), pick(old.weights, new.weights), pick(old.weights_dot, new.weights_dot),
+        (ts, pick(old.weights, new.weights), pick(old.weights_dot, new.weights_dot),
          pick(old.loss, new.loss), old.num_steps + new.num_steps),
     )

@@ -295,8 +295,8 @@ def _solve_one(params, static, objective, t0, t1, ts, atol, gap0, valid, cfg: _C
     (w, w_dot, lss), final_params = sol.ys
     final_params = final_params[0]
     t_end = sol.ts[1][0]
-    w_end, w_dot_end, l_end = summary(t_end, final_params, None)
-    ts, w, w_dot, lss = fill_after_end(ts, jnp.isfinite(sol.ts[0]), w, w_dot, lss, t_end, w_end, w_dot_end, l_end)
+    w_end, _, l_end = summary(t_end, final_params, None)
+    w, w_dot, lss = fill_after_end(jnp.isfinite(sol.ts[0]), w, w_dot, lss, w_end, l_end)
     finite = jnp.all(jnp.isfinite(w)) & jnp.all(jnp.isfinite(lss)) & jnp.all(jnp.isfinite(final_params))
     status = run_status(
         invalid=~valid,

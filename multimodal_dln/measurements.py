@@ -110,6 +110,9 @@ def _first_failure(pairs) -> Int[Array, ""]:
     return out
 
 
+_ORDER_MARGIN = 1.5  # ||Sigma_yxA|| / ||Sigma_yxB|| above which t_B < t_A is refused
+
+
 def _measure_one(traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction) -> PhaseMeasurements:
     n_A, dn_A = traj.norms("A")
     n_B, dn_B = traj.norms("B")
@@ -133,7 +136,8 @@ def _measure_one(traj: Trajectory, stats: Statistics, bracket_rtol, learned_frac
     drive_A = jnp.linalg.norm(stats.sigma_yxA)
     drive_B = jnp.linalg.norm(stats.sigma_yxB)
     unimodal = traj.fusion_layer is not None and traj.fusion_layer >= 2
-    reversed_ = (drive_B > drive_A * (1 + 1e-9)) | (unimodal & (drive_A > drive_B * (1 + 1e-9)) & (t_B < t_A))
+    a_first = drive_A >= _ORDER_MARGIN * drive_B  # the theory fixes the order only with a margin
+    reversed_ = (drive_B > drive_A * (1 + 1e-9)) | (unimodal & a_first & (t_B < t_A))
     status = _first_failure(
         [
             (traj.status != Status.OK, traj.status),
@@ -204,8 +208,11 @@ def measure(
        (docs/reproduction.md, "Measurement accuracy");
     5. the order matches the drives: the definitions assume A is learned first, so
        ||Sigma_yxB|| > ||Sigma_yxA|| is refused (relabel the modalities), and where a
-       unimodal phase is predicted (L_f >= 2, known from the trajectory) t_B < t_A is
-       refused (`ORDER_REVERSED`).
+       unimodal phase is predicted (L_f >= 2, known from the trajectory) and the drives fix
+       the order (||Sigma_yxA|| >= 1.5 ||Sigma_yxB||) t_B < t_A is refused
+       (`ORDER_REVERSED`). With closer drives B may legitimately cross first (found for
+       vector modalities at L = 3, L_f = 2 with drive ratios 1.04 and 1.19, where the full
+       network and the exact reduced dynamics agree on t_B < t_A).
 
     Phase quantities of every other member are NaN.
     """

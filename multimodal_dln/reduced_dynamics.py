@@ -300,8 +300,8 @@ def _solve_one(
     (w, w_dot, lss), y_end = sol.ys
     y_end = jax.tree.map(lambda a: a[0], y_end)
     t_end = sol.ts[1][0]
-    w_end, w_dot_end, l_end = summary(t_end, y_end, None)
-    ts, w, w_dot, lss = fill_after_end(ts, jnp.isfinite(sol.ts[0]), w, w_dot, lss, t_end, w_end, w_dot_end, l_end)
+    w_end, _, l_end = summary(t_end, y_end, None)
+    w, w_dot, lss = fill_after_end(jnp.isfinite(sol.ts[0]), w, w_dot, lss, w_end, l_end)
     if cfg.early:
         rho_A, rho_B = y_end
     else:
