@@ -118,25 +118,35 @@ def gradient_flow(
         if t_max.ndim > 1 or (t_max.ndim == 1 and t_max.shape[0] != (batch or 1)):
             raise ValueError(f"t_max must be a scalar or have one entry per member ({batch}); got shape {t_max.shape}.")
     params, static = eqx.partition(net, eqx.is_array)
-    start = _start_batch(params, objective, t_max, static, cfg, (net_axis, obj_axis), t_min_fraction)
-    args = (params, objective) + start
+    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
     if batch is None:
+        first = _FirstSolve(static, cfg, None, t_min_fraction)
+        traj, start = _call_jit(first, params, objective, t_max)
         solve = _Solve(static, cfg, None)
-        return _continue(lambda a, ax: _call_jit(solve, *a), args, None, t_max, t_min_fraction, horizon_cap)
+        run_more = lambda a, ax: _call_jit(solve, *a)  # noqa: E731
+        return _continue(run_more, (params, objective) + start, None, t_max, t_min_fraction, horizon_cap, traj)
     mesh = resolve_mesh(shard, batch)
 
-    def run(args, axes):
-        solve = _Solve(static, cfg, axes)
+    def run(fn, args, axes):
         if mesh is None:
-            return _call_jit(solve, *args)
-        return run_sharded(solve, args, axes, jax.tree.leaves(args[2])[0].shape[0], mesh)
+            return _call_jit(fn, *args)
+        size = jax.tree.leaves(args[axes.index(0)])[0].shape[0]
+        return run_sharded(fn, args, axes, size, mesh)
+
+    first_axes = (net_axis, obj_axis, t_axis)
+    first = _FirstSolve(static, cfg, first_axes, t_min_fraction)
+    args = (params, objective, t_max)
+    if buckets == 1:
+        traj, start = run(first, args, first_axes)
+    else:
+        traj, start = _run_in_buckets(lambda a: run(first, a, first_axes), args, first_axes, batch, buckets,
+                                      cost, net, objective, net_axis, obj_axis)
+
+    def run_more(args, axes):
+        return run(_Solve(static, cfg, axes), args, axes)
 
     axes = (net_axis, obj_axis) + (0,) * 6
-    if buckets == 1:
-        traj = run(args, axes)
-    else:
-        traj = _run_in_buckets(lambda a: run(a, axes), args, axes, batch, buckets, cost, net, objective, net_axis, obj_axis)
-    return _continue(run, args, axes, t_max, t_min_fraction, horizon_cap, traj)
+    return _continue(run_more, (params, objective) + start, axes, t_max, t_min_fraction, horizon_cap, traj)
 
 
 def _config(n_save, t_min_fraction, rtol, atol, converge_rtol, max_steps, horizon_cap, solver, buckets):
@@ -185,18 +195,6 @@ def _start(params, objective, t_max, static, cfg, t_min_fraction):
         atol = jnp.asarray(cfg.atol, dtype)
     gap0 = _tr.loss_fn_for(static, objective)(params) - _tr.target_loss(net0, objective)
     return jnp.zeros((), dtype), t_max, ts, atol, gap0, valid
-
-
-@eqx.filter_jit
-def _start_batch(params, objective, t_max, static, cfg, axes, t_min_fraction):
-    """`_start` for every member (vmapped over the batched arguments)."""
-    if axes[0] is None and axes[1] is None and (t_max is None or jnp.ndim(t_max) == 0):
-        return _start(params, objective, t_max, static, cfg, t_min_fraction)
-    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
-    fn = eqx.filter_vmap(
-        lambda p, o, t: _start(p, o, t, static, cfg, t_min_fraction), in_axes=axes + (t_axis,)
-    )
-    return fn(params, objective, t_max)
 
 
 def _take(tree, idx, axis):
@@ -336,6 +334,25 @@ class _Solve(eqx.Module):
         if self.axes is None:
             return one(params, objective, t0, t1, ts, atol, gap0, valid)
         return eqx.filter_vmap(one, in_axes=self.axes)(params, objective, t0, t1, ts, atol, gap0, valid)
+
+
+class _FirstSolve(eqx.Module):
+    """Start values (`_start`) and the solve from t = 0 in one compiled computation, vmapped
+    when `axes` is given; returns (trajectory, start values) for continuations."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: _Config = eqx.field(static=True)
+    axes: tuple | None = eqx.field(static=True)
+    t_min_fraction: float = eqx.field(static=True)
+
+    def __call__(self, params, objective, t_max):
+        def one(p, o, t):
+            start = _start(p, o, t, self.static, self.cfg, self.t_min_fraction)
+            return _solve_one(p, self.static, o, *start, self.cfg), start
+
+        if self.axes is None:
+            return one(params, objective, t_max)
+        return eqx.filter_vmap(one, in_axes=self.axes)(params, objective, t_max)
 
 
 @eqx.filter_jit
