@@ -68,7 +68,7 @@ def _extend(run, args, axes, traj, shift, t_min_fraction):
         size = 1 << int(np.ceil(np.log2(todo.size)))  # power of two: few distinct shapes
         idx = jnp.asarray(np.concatenate([todo, np.full(size - todo.size, todo[-1])]))
         sub = traj[idx]
-    params, objective = args[0], args[1]
+    objective = args[1]
     _, _, _, atol, gap0, valid = args[2:]
     if batched:
         objective = objective if axes[1] is None else jax.tree.map(lambda a: a[idx], objective)
