@@ -360,7 +360,7 @@ def n_params(nets) -> int:
 def batched_vector_field(nets, stats):
     """The engine's vector field, rebuilt from public pieces: -grad of the population loss with
     respect to each member's flat parameter vector (`ravel_pytree`, as in
-    `multimodal_dln.gradient_flow`), vmapped over members and jitted.
+    `multimodal_dln._gradient_flow`), vmapped over members and jitted.
 
     Returns `(flat, vf, loss, summary)`: the stacked flat parameters `(B, P)` and jitted batched
     functions `vf(flat, stats)`, `loss(flat, stats)` and `summary(flat, stats)` (what the engine

@@ -6,32 +6,43 @@ round-off and solver tolerances would bias them (stack notes 1.6).
 """
 
 import os as _os
+from importlib import metadata as _metadata
 
 import jax as _jax
 
 if _os.environ.get("MDLN_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
-from .dataset import Dataset as Dataset, sample as sample
-from .gradient_descent import gradient_descent as gradient_descent, stable_lr_estimate as stable_lr_estimate
-from .gradient_flow import gradient_flow as gradient_flow, save_grid as save_grid
-from .loss import (
+from ._dataset import Dataset as Dataset, sample as sample
+from ._gradient_descent import gradient_descent as gradient_descent, stable_lr_estimate as stable_lr_estimate
+from ._gradient_flow import gradient_flow as gradient_flow, save_grid as save_grid
+from ._loss import (
     linear_readout as linear_readout,
     loss as loss,
     population_loss as population_loss,
     sample_loss as sample_loss,
 )
-from .measurements import (
+from ._measurements import (
     PhaseMeasurements as PhaseMeasurements,
     crossing_time as crossing_time,
     generalization_error_curve as generalization_error_curve,
     measure as measure,
 )
-from .network import FusionDLN as FusionDLN
-from .status import Status as Status, describe as describe_status
-from .statistics import Statistics as Statistics, validate_statistics as validate_statistics
+from ._network import FusionDLN as FusionDLN
+from ._reduced_dynamics import (
+    ReducedState as ReducedState,
+    reduced_flow as reduced_flow,
+    reduced_initial_state as reduced_initial_state,
+    reduced_state_from_network as reduced_state_from_network,
+    reduced_weights as reduced_weights,
+)
+from ._status import Status as Status, describe as describe_status
+from ._statistics import Statistics as Statistics, validate_statistics as validate_statistics
 from . import balanced as balanced, greedy as greedy, theory as theory
-from .two_head import TwoHeadFusionNet as TwoHeadFusionNet
-from .trajectory import Trajectory as Trajectory, hermite_interpolate as hermite_interpolate
+from ._two_head import TwoHeadFusionNet as TwoHeadFusionNet
+from ._trajectory import Trajectory as Trajectory, hermite_interpolate as hermite_interpolate
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("multimodal-dln")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"

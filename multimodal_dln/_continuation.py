@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .status import Status
-from .trajectory import Trajectory
+from ._status import Status
+from ._trajectory import Trajectory
 
 __all__ = ["extended_grid", "continue_unconverged"]
 

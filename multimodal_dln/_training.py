@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .dataset import Dataset
-from .loss import linear_readout, loss
-from .network import FusionDLN
-from .statistics import Statistics, validate_statistics
+from ._dataset import Dataset
+from ._loss import linear_readout, loss
+from ._network import FusionDLN
+from ._statistics import Statistics, validate_statistics
 
 
 def batch_ndim_net(net: FusionDLN) -> int:
@@ -86,8 +86,8 @@ def readout(net: FusionDLN, objective):
 
 def objective_valid(objective) -> jax.Array:
     """Per-member validity of the data (traceable): see `_validation.statistics_valid`."""
-    from .dataset import dataset_valid
-    from .statistics import statistics_valid
+    from ._dataset import dataset_valid
+    from ._statistics import statistics_valid
 
     if isinstance(objective, Statistics):
         return statistics_valid(objective)

@@ -185,6 +185,19 @@ def check_positive_int(name: str, x) -> int:
     return v
 
 
+def check_structure(depth, fusion_layer) -> tuple[int, int]:
+    """(depth, fusion_layer) as Python ints: L >= 1 and L_f an integer in [1, L]
+    (L_f = 1 early fusion, L_f = L late fusion; docs/theory.md §1)."""
+    depth = check_positive_int("depth (L)", depth)
+    lf = as_int(fusion_layer)
+    if lf is None or not 1 <= lf <= depth:
+        raise ValueError(
+            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
+            f"got {_show(fusion_layer)}."
+        )
+    return depth, lf
+
+
 def _x64_enabled() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 

@@ -60,11 +60,11 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from . import greedy as _g
 from ._validation import check, check_positive
-from .dataset import Dataset
-from .measurements import crossing_time
-from .network import FusionDLN
-from .statistics import Statistics
-from .two_head import TwoHeadFusionNet
+from ._dataset import Dataset
+from ._measurements import crossing_time
+from ._network import FusionDLN
+from ._statistics import Statistics
+from ._two_head import TwoHeadFusionNet
 
 __all__ = [
     "REGULAR",
@@ -959,7 +959,7 @@ def balanced_flow(
     warmup = check_positive("warmup", jnp.asarray(warmup, dtype=float), allow_zero=True)
     warmup_time = warmup * lr
     if ts is None:
-        from .gradient_flow import save_grid
+        from ._gradient_flow import save_grid
 
         ts = save_grid(t_max, int(n_save), 1e-4)
     ts = jnp.asarray(ts, dtype=float)

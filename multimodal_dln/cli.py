@@ -836,7 +836,7 @@ def _run_figures(rows, spec, out, *, depth, lf, u0, init) -> dict:
     import jax
 
     from . import figures
-    from .measurements import measure
+    from ._measurements import measure
     from .sweep import MemberConfig, simulate_toy
 
     mis_rows = [r for r in rows if r["ratio"] > 1.0]  # a unimodal phase exists only for r > 1

@@ -419,7 +419,7 @@ def plot_trajectory(
     (or `t_max`); `xscale` "linear" (as in the paper) or "log".
     """
     from . import theory as _theory
-    from .measurements import measure
+    from ._measurements import measure
 
     if stats is None:
         raise ValueError("plot_trajectory needs the statistics the run trained on (stats=...).")
@@ -541,7 +541,7 @@ def _failure_subtitle(traj_member, m) -> str:
     status), else from the trajectory; wrapped to fit the figure."""
     import textwrap
 
-    from .status import Status
+    from ._status import Status
 
     source = m if hasattr(m, "failure_reasons") and hasattr(m, "status") else traj_member
     code = int(np.asarray(source.status).reshape(-1)[0])

@@ -60,11 +60,11 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .dataset import Dataset
-from .network import FusionDLN
-from .statistics import Statistics
-from .trajectory import Trajectory
-from .two_head import TwoHeadFusionNet
+from ._dataset import Dataset
+from ._network import FusionDLN
+from ._statistics import Statistics
+from ._trajectory import Trajectory
+from ._two_head import TwoHeadFusionNet
 
 __all__ = [
     "MODALITY_ROLES",

@@ -40,10 +40,10 @@ import numpy as np
 
 from . import balanced as _bl
 from . import greedy as _g
-from .dataset import Dataset
-from .network import FusionDLN
-from .statistics import Statistics
-from .two_head import TwoHeadFusionNet
+from ._dataset import Dataset
+from ._network import FusionDLN
+from ._statistics import Statistics
+from ._two_head import TwoHeadFusionNet
 
 __all__ = [
     "DIGEST_TOY",

@@ -38,12 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import theory as th
-from .dataset import Dataset, sample
-from .gradient_descent import gradient_descent
-from .gradient_flow import gradient_flow
-from .measurements import generalization_error_curve, measure
-from .network import FusionDLN
-from .statistics import Statistics
+from ._dataset import Dataset, sample
+from ._gradient_descent import gradient_descent
+from ._gradient_flow import gradient_flow
+from ._measurements import generalization_error_curve, measure
+from ._network import FusionDLN
+from ._statistics import Statistics
 
 __all__ = [
     "FIGURES",

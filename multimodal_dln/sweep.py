@@ -45,13 +45,13 @@ import numpy as np
 
 from . import _training
 from . import theory as _theory
-from .gradient_descent import gradient_descent, stable_lr_estimate
-from .gradient_flow import gradient_flow
-from .measurements import PhaseMeasurements, measure
-from .network import INIT_SCHEMES, FusionDLN
-from .statistics import Statistics
-from .status import Status, describe
-from .trajectory import Trajectory
+from ._gradient_descent import gradient_descent, stable_lr_estimate
+from ._gradient_flow import gradient_flow
+from ._measurements import PhaseMeasurements, measure
+from ._network import INIT_SCHEMES, FusionDLN
+from ._statistics import Statistics
+from ._status import Status, describe
+from ._trajectory import Trajectory
 
 __all__ = [
     "CSV_COLUMNS",

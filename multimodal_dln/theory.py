@@ -21,7 +21,7 @@ does not (digest 2.3). For vector modalities the norm form is used; it is only a
 (see `time_ratio_two_layer`).
 
 The reduced rank-one dynamics these formulas are the u0 -> 0 limit of is in
-`multimodal_dln.reduced_dynamics` (re-exported here: `reduced_flow`, ...).
+`multimodal_dln._reduced_dynamics` (re-exported here: `reduced_flow`, ...).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._validation import check, check_open_interval, check_positive
-from .reduced_dynamics import reduced_flow as reduced_flow
-from .reduced_dynamics import reduced_initial_state as reduced_initial_state
-from .reduced_dynamics import reduced_state_from_network as reduced_state_from_network
-from .reduced_dynamics import reduced_weights as reduced_weights
-from .statistics import Statistics
+from ._reduced_dynamics import reduced_flow as reduced_flow
+from ._reduced_dynamics import reduced_initial_state as reduced_initial_state
+from ._reduced_dynamics import reduced_state_from_network as reduced_state_from_network
+from ._reduced_dynamics import reduced_weights as reduced_weights
+from ._statistics import Statistics
 
 __all__ = [
     # fixed points and losses (2.1)

@@ -12,7 +12,7 @@ import multimodal_dln as mdln
 from multimodal_dln import balanced as bl
 from multimodal_dln import greedy
 from multimodal_dln.greedy_experiments import DIGEST_TOY, toy_experiment
-from multimodal_dln.two_head import TwoHeadFusionNet
+from multimodal_dln._two_head import TwoHeadFusionNet
 
 REG, C0, C1 = bl.REGULAR, bl.CARE_0, bl.CARE_1
 

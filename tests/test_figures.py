@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from multimodal_dln import figures
-from multimodal_dln.status import Status
+from multimodal_dln._status import Status
 from multimodal_dln.sweep import (
     CSV_COLUMNS,
     PHASE_COLUMNS,

@@ -8,7 +8,7 @@ import pytest
 
 import multimodal_dln as mdln
 from multimodal_dln import greedy
-from multimodal_dln.two_head import TwoHeadFusionNet
+from multimodal_dln._two_head import TwoHeadFusionNet
 
 head_outputs = eqx.filter_jit(greedy.head_outputs)  # one compile instead of op-by-op dispatch
 

@@ -1,4 +1,4 @@
-"""multimodal_dln.reduced_dynamics: the balanced rank-one reduction is exact (against the full
+"""multimodal_dln._reduced_dynamics: the balanced rank-one reduction is exact (against the full
 network's gradient flow, and against the closed-form logistic), and its u0 -> 0 limit is the
 leading-order theory."""
 
@@ -10,7 +10,7 @@ import pytest
 
 import multimodal_dln as mdln
 from multimodal_dln import theory as th
-from multimodal_dln.reduced_dynamics import ReducedState
+from multimodal_dln._reduced_dynamics import ReducedState
 
 # (rho, ratio) pairs as in tests/test_gradient_flow.py, including Sigma_yxB < 0 (-0.9, 3).
 PAIRS = [(0.0, 2.0), (0.5, 2.0), (-0.5, 2.0), (0.9, 1.5), (-0.9, 3.0), (0.45, 3.0)]

@@ -19,9 +19,9 @@ from multimodal_dln._validation import (
     check_solve_memory,
     count_params,
 )
-from multimodal_dln.dataset import dataset_valid
-from multimodal_dln.network import param_count
-from multimodal_dln.statistics import statistics_valid
+from multimodal_dln._dataset import dataset_valid
+from multimodal_dln._network import param_count
+from multimodal_dln._statistics import statistics_valid
 
 
 def _net(**kw):

@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
-from .dataset import Dataset
-from .network import FusionDLN
-from .statistics import Statistics
+from ._dataset import Dataset
+from ._network import FusionDLN
+from ._statistics import Statistics
 
 __all__ = ["loss", "population_loss", "sample_loss", "linear_readout", "Objective"]
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from .status import Status, describe
+from ._status import Status, describe
 
 __all__ = ["Trajectory", "fill_after_end", "hermite_interpolate", "run_status"]
 

@@ -50,9 +50,9 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._training import horizon_at_scale
 from ._validation import check_positive
-from .network import FusionDLN
-from .statistics import Statistics
-from .trajectory import Trajectory, fill_after_end, run_status
+from ._network import FusionDLN
+from ._statistics import Statistics
+from ._trajectory import Trajectory, fill_after_end, run_status
 
 __all__ = [
     "ReducedState",
@@ -252,7 +252,7 @@ class _Config(eqx.Module):
 def _solve_one(
     stats: Statistics, state: ReducedState, t_max, structure, cfg: _Config
 ) -> Trajectory:
-    from .gradient_flow import save_grid
+    from ._gradient_flow import save_grid
 
     L, Lf = structure  # traced floats: one compiled solver serves every (L, L_f >= 2)
     weights, vector_field = _make_vector_field(stats, L, Lf, state.offset, cfg.early)
@@ -367,7 +367,7 @@ def reduced_flow(
     - `init_scale` (u0, scalar or one per member) with `direction`, or an explicit `state`
       (e.g. `reduced_state_from_network(net)`); see `reduced_initial_state`.
     - `t_max`, `n_save`, `t_min_fraction`, `converge_rtol`, `max_steps`: as in
-      `multimodal_dln.gradient_flow` (same log-spaced save grid and convergence event, so
+      `multimodal_dln._gradient_flow` (same log-spaced save grid and convergence event, so
       `multimodal_dln.measure` applies unchanged and a run with the same `t_max` is sampled at
       the same times as the network's).
     - `rtol`, `atol`: controller tolerances (default atol: 1e-12 on the O(1) log-scale and

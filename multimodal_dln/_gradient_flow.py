@@ -23,11 +23,11 @@ from jaxtyping import Array, ArrayLike, Float
 from . import _training as _tr
 from ._sharding import resolve_mesh, run_sharded
 from ._validation import check_dtype, check_positive, check_positive_int, check_solve_memory
-from .dataset import Dataset
-from .network import FusionDLN
-from .statistics import Statistics
+from ._dataset import Dataset
+from ._network import FusionDLN
+from ._statistics import Statistics
 from ._continuation import continue_unconverged as _continue
-from .trajectory import Trajectory, fill_after_end, run_status
+from ._trajectory import Trajectory, fill_after_end, run_status
 
 __all__ = ["gradient_flow", "save_grid"]
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from ._validation import check_positive_int
-from .statistics import Statistics, validate_statistics
+from ._statistics import Statistics, validate_statistics
 
 __all__ = ["Dataset", "dataset_valid", "sample"]
 

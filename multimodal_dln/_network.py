@@ -46,10 +46,11 @@ from ._validation import (
     as_int,
     check_positive,
     check_positive_int,
+    check_structure,
     check_solve_memory,
     require_real,
 )
-from .statistics import Statistics
+from ._statistics import Statistics
 
 __all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS", "param_count"]
 
@@ -59,13 +60,7 @@ ACTIVATIONS = ("linear", "relu", "leaky_relu")
 
 def _structure(depth, fusion_layer, width, d_A, d_B, d_out):
     """Validated (depth, fusion_layer, widths, (d_A, d_B, d_out)) as Python ints."""
-    depth = check_positive_int("depth (L)", depth)
-    lf = as_int(fusion_layer)
-    if lf is None or not 1 <= lf <= depth:
-        raise ValueError(
-            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
-            f"got {_show(fusion_layer)}."
-        )
+    depth, lf = check_structure(depth, fusion_layer)
     named = (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
     dims = tuple(check_positive_int(n, v) for n, v in named)
     return depth, lf, _widths(width, depth), dims
@@ -318,7 +313,7 @@ class FusionDLN(eqx.Module):
 
         For a nonlinear network this is the product of the weights ignoring the activation
         (the authors' `unpack_weights`), not the network's function; see
-        `multimodal_dln.loss.linear_readout` for a functional definition.
+        `multimodal_dln._loss.linear_readout` for a functional definition.
         """
         if self.shared:
             row = self.shared[-1]

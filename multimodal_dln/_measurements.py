@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Scalar
 
-from .statistics import Statistics, validate_statistics
-from .status import Status, describe
-from .trajectory import Trajectory, hermite_interpolate
+from ._statistics import Statistics, validate_statistics
+from ._status import Status, describe
+from ._trajectory import Trajectory, hermite_interpolate
 
 __all__ = ["PhaseMeasurements", "crossing_time", "measure", "generalization_error_curve"]
 

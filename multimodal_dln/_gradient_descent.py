@@ -30,12 +30,12 @@ from jaxtyping import ArrayLike
 from . import _training as _tr
 from ._sharding import resolve_mesh, run_sharded
 from ._validation import check_positive, check_positive_int, check_solve_memory
-from .dataset import Dataset
-from .gradient_flow import HORIZON_CAP
-from .network import FusionDLN
-from .statistics import Statistics
-from .status import Status
-from .trajectory import Trajectory, run_status
+from ._dataset import Dataset
+from ._gradient_flow import HORIZON_CAP
+from ._network import FusionDLN
+from ._statistics import Statistics
+from ._status import Status
+from ._trajectory import Trajectory, run_status
 
 __all__ = ["gradient_descent", "stable_lr_estimate"]
 
