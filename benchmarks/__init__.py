@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os as _os
 
-# Before JAX starts: single-threaded BLAS (stack notes 1.2: a 220x LU slowdown otherwise on
-# small matrices). Set only if the user did not choose.
+# Before JAX starts: single-threaded BLAS (multi-threaded BLAS measured 220x slower on the
+# small LU factorizations of the implicit solvers). Set only if the user did not choose.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 _os.environ.setdefault("OMP_NUM_THREADS", "1")
 

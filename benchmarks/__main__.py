@@ -57,7 +57,11 @@ def report(out: Path) -> int:
     """Re-print the table of the results saved in `out` (no benchmark is run)."""
     from . import _common as C
 
-    records = [json.loads((out / f"{n}.json").read_text()) for n in BENCHMARKS if (out / f"{n}.json").exists()]
+    records = [
+        json.loads((out / f"{n}.json").read_text())
+        for n in BENCHMARKS
+        if (out / f"{n}.json").exists()
+    ]
     if not records:
         print(f"no results in {out}/", file=sys.stderr)
         return 1
@@ -68,32 +72,76 @@ def report(out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller sizes / fewer repeats (about 3 minutes on 2 CPU cores)")
-    p.add_argument("--tiny", action="store_true", help="smoke-test sizes (seconds; numbers meaningless)")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    p.add_argument("--out", default=str(RESULTS), help="directory for the JSON results (default: %(default)s)")
-    p.add_argument("--full-baseline", action="store_true", help="sweep: run the hand-written GD baseline on all 180 configurations (~40 min on 2 cores) instead of a subset")
-    p.add_argument("--members", type=int, default=None, help="gpu: number of members (default 4096 on a GPU; off-GPU the overhead benchmark's 8)")
-    p.add_argument("--budget", type=float, default=None,
-                   help="total seconds; optional parts (extra sizes, the engine-defaults sweep, the overhead decomposition) are "
-                        "skipped when they would not fit (default: 540 in full mode when running all benchmarks, none otherwise)")
-    p.add_argument("--report", action="store_true", help="print the table (text and markdown) from the JSON files in --out; run nothing")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes / fewer repeats (about 3 minutes on 2 CPU cores)",
+    )
+    p.add_argument(
+        "--tiny", action="store_true", help="smoke-test sizes (seconds; numbers meaningless)"
+    )
+    p.add_argument(
+        "--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}"
+    )
+    p.add_argument(
+        "--out", default=str(RESULTS), help="directory for the JSON results (default: %(default)s)"
+    )
+    p.add_argument(
+        "--full-baseline",
+        action="store_true",
+        help="sweep: run the hand-written GD baseline on all 180 configurations (~40 min on 2 "
+        "cores) instead of a subset",
+    )
+    p.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="gpu: number of members (default 4096 on a GPU; off-GPU the overhead benchmark's 8)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="total seconds; optional parts (extra sizes, the engine-defaults sweep, the overhead "
+        "decomposition) are skipped when they would not fit (default: 540 in full mode when "
+        "running all benchmarks, none otherwise)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="print the table (text and markdown) from the JSON files in --out; run nothing",
+    )
     args = p.parse_args(argv)
     if args.report:
         return report(Path(args.out))
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     assert mode in MODES
-    names = BENCHMARKS if args.only is None else tuple(n.strip() for n in args.only.split(",") if n.strip())
+    names = (
+        BENCHMARKS
+        if args.only is None
+        else tuple(n.strip() for n in args.only.split(",") if n.strip())
+    )
     for n in names:
         load(n)  # fail early on an unknown name
     out = Path(args.out)
     from . import _common as C
 
-    print(f"benchmarks ({mode}) on {C.env_info()['device_kind']} ({C.env_info()['backend']}), "
-          f"{C.env_info()['cpu_count']} CPUs, load average {C.loadavg()}", flush=True)
+    print(
+        f"benchmarks ({mode}) on {C.env_info()['device_kind']} ({C.env_info()['backend']}), "
+        f"{C.env_info()['cpu_count']} CPUs, load average {C.loadavg()}",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    budget = args.budget if args.budget is not None else (540.0 if mode == "full" and args.only is None else None)
+    budget = (
+        args.budget
+        if args.budget is not None
+        else (540.0 if mode == "full" and args.only is None else None)
+    )
     C.set_budget(None if budget is None else t0 + budget)
     results = []
     for j, n in enumerate(names):
@@ -108,14 +156,19 @@ def main(argv: list[str] | None = None) -> int:
         rec = run_one(n, mode, out, **kwargs)
         results.append(rec)
         status = "FAILED" if rec["error"] else "done"
-        print(f"[{n}] {status} in {time.perf_counter() - t:.0f} s (load {rec['loadavg_end']})", flush=True)
+        print(
+            f"[{n}] {status} in {time.perf_counter() - t:.0f} s (load {rec['loadavg_end']})",
+            flush=True,
+        )
         if rec["error"]:
             print(rec["error"], file=sys.stderr)
     total = time.perf_counter() - t0
     table = C.format_table(results)
     print()
     print(table)
-    skipped = {r["name"]: r["skipped_for_time_budget"] for r in results if r["skipped_for_time_budget"]}
+    skipped = {
+        r["name"]: r["skipped_for_time_budget"] for r in results if r["skipped_for_time_budget"]
+    }
     if skipped:
         print(f"skipped to stay within the {budget:.0f} s budget: {skipped}")
     print(f"\ntotal wall time {total:.0f} s; results in {out}/")
@@ -131,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             "rows": {r["name"]: r["rows"] for r in results},
         }
         out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(C.jsonable(summary), indent=1, allow_nan=False) + "\n")
+        (out / "summary.json").write_text(
+            json.dumps(C.jsonable(summary), indent=1, allow_nan=False) + "\n"
+        )
     return 1 if any(r["error"] for r in results) else 0
 
 

@@ -16,10 +16,11 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.flatten_util
-import jax.numpy as jnp
 import numpy as np
 
 import multimodal_dln as mdln
+from multimodal_dln.experiments import _batch
+from multimodal_dln.experiments._io import jsonable as jsonable  # noqa: F401  (C.jsonable)
 
 # ------------------------------------------------------------------------------------------------
 # Environment
@@ -55,7 +56,7 @@ def env_info() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -106,7 +107,15 @@ def log(msg: str) -> None:
 BUDGET: dict[str, Any] = {"deadline": None, "reserve": 0.0, "skipped": []}
 
 # Rough minimum wall time (s) of each benchmark's mandatory part at load ~5 (full mode).
-MINIMUM_S = {"sweep": 150, "overhead": 80, "scaling": 90, "buckets": 35, "dtype": 45, "row_order": 25, "gpu": 10}
+MINIMUM_S = {
+    "sweep": 150,
+    "overhead": 80,
+    "scaling": 90,
+    "buckets": 35,
+    "dtype": 45,
+    "row_order": 25,
+    "gpu": 10,
+}
 
 
 def set_budget(deadline: float | None) -> None:
@@ -167,7 +176,9 @@ def set_mode(mode: str) -> None:
         TIMING.update(min_time=0.2, repeats=5)
 
 
-def time_per_call(fn: Callable[[], Any], *, min_time: float | None = None, repeats: int | None = None) -> dict[str, float]:
+def time_per_call(
+    fn: Callable[[], Any], *, min_time: float | None = None, repeats: int | None = None
+) -> dict[str, float]:
     """Median over `repeats` of the mean time of `fn()` in a loop lasting >= `min_time` s."""
     min_time = TIMING["min_time"] if min_time is None else min_time
     repeats = TIMING["repeats"] if repeats is None else repeats
@@ -183,7 +194,12 @@ def time_per_call(fn: Callable[[], Any], *, min_time: float | None = None, repea
             fn()
         walls.append((time.perf_counter() - t) / number)
         cpus.append((time.process_time() - c) / number)
-    return {"wall_s": _st.median(walls), "cpu_s": _st.median(cpus), "number": number, "repeats": repeats}
+    return {
+        "wall_s": _st.median(walls),
+        "cpu_s": _st.median(cpus),
+        "number": number,
+        "repeats": repeats,
+    }
 
 
 def strip(d: dict) -> dict:
@@ -244,9 +260,21 @@ class CompileLog:
 # ------------------------------------------------------------------------------------------------
 
 
-def row(metric: str, value, *, unit: str = "x", goal: str | None = None, met: bool | None = None, note: str = ""):
+def row(
+    metric: str,
+    value,
+    *,
+    unit: str = "x",
+    goal: str | None = None,
+    met: bool | None = None,
+    note: str = "",
+):
     """One line of the printed table: a ratio (or fraction), its goal and whether it was met."""
-    v = None if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value)
+    v = (
+        None
+        if value is None or (isinstance(value, float) and not math.isfinite(value))
+        else float(value)
+    )
     return {"metric": metric, "value": v, "unit": unit, "goal": goal, "met": met, "note": note}
 
 
@@ -276,11 +304,16 @@ def format_table(results: list[dict]) -> str:
         for r in res.get("rows", []):
             met = {True: "yes", False: "NO", None: "-"}[r.get("met")]
             body.append((res["name"], r["metric"], fmt_value(r), r.get("goal") or "-", met))
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+    ]
     widths[1] = min(widths[1], 70)
 
     def fmt(cols):
-        return " | ".join(str(c).ljust(w) if i != 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cols, widths)))
+        return " | ".join(
+            str(c).ljust(w) if i != 2 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cols, widths))
+        )
 
     lines.append(fmt(head))
     lines.append("-+-".join("-" * w for w in widths))
@@ -299,57 +332,28 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def jsonable(obj):
-    """Convert numpy / jax scalars and arrays (and tuples) to plain JSON types; NaN -> None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.ndarray, jax.Array)):
-        return jsonable(np.asarray(obj).tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    return obj
-
-
 # ------------------------------------------------------------------------------------------------
 # Batches of toy networks
 # ------------------------------------------------------------------------------------------------
 
 
-def toy_batch(rho, ratio, seed, init_scale, *, depth: int, fusion_layer: int, width: int, init: str):
-    """A batch of toy problems and networks: one member per entry of the (equal-length) arrays.
-
-    Networks are drawn from `jax.random.key(seed)`; statistics are `Statistics.toy(rho, ratio)`.
-    """
-    rho, ratio, init_scale = (jnp.asarray(np.asarray(v, dtype=float)) for v in (rho, ratio, init_scale))
-    seed = jnp.asarray(np.asarray(seed), dtype=jnp.uint32)
-    return _toy_batch(rho, ratio, seed, init_scale, depth, fusion_layer, width, init)
-
-
-@eqx.filter_jit
-def _toy_batch(rho, ratio, seed, init_scale, depth, fusion_layer, width, init):
-    stats = jax.vmap(mdln.Statistics.toy)(rho, ratio)
-
-    def one(s, u0):
-        return mdln.FusionDLN.init(
-            jax.random.key(s),
-            depth=depth,
-            fusion_layer=fusion_layer,
-            width=width,
-            d_A=1,
-            d_B=1,
-            init_scale=u0,
-            init=init,
-        )
-
-    nets = eqx.filter_vmap(one)(seed, init_scale)
-    return nets, stats
+def toy_batch(
+    rho, ratio, seed, init_scale, *, depth: int, fusion_layer: int, width: int, init: str
+):
+    """A batch of toy problems and networks: one member per entry of the (equal-length) arrays,
+    from the experiments' batch builder (`multimodal_dln.experiments._batch.toy_batch`: a
+    member's network is drawn from `fold_in(key(seed), 0)`, its statistics are
+    `Statistics.toy(rho, ratio)`). Returns `(nets, stats)`."""
+    return _batch.toy_batch(
+        np.asarray(seed),
+        np.asarray(rho, dtype=float),
+        np.asarray(ratio, dtype=float),
+        np.asarray(init_scale, dtype=float),
+        depth=depth,
+        fusion_layer=fusion_layer,
+        width=width,
+        init=init,
+    )
 
 
 def n_params(nets) -> int:
@@ -399,4 +403,9 @@ def rel_err_stats(sim, theory, ok=None) -> dict[str, Any]:
     err = np.abs(sim[mask] / theory[mask] - 1.0)
     if err.size == 0:
         return {"median": None, "max": None, "n": 0, "n_total": int(sim.size)}
-    return {"median": float(np.median(err)), "max": float(err.max()), "n": int(err.size), "n_total": int(sim.size)}
+    return {
+        "median": float(np.median(err)),
+        "max": float(err.max()),
+        "n": int(err.size),
+        "n_total": int(sim.size),
+    }

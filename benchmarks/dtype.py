@@ -51,7 +51,16 @@ def run(mode: str = "full") -> dict:
     for j, u0 in enumerate(s["inits"]):
         if j >= 2 and not C.can_afford(20, f"dtype: init {u0:g}"):
             continue
-        nets, stats = C.toy_batch(rho, ratio, np.arange(B), np.full(B, u0), depth=2, fusion_layer=2, width=s["width"], init="entrywise")
+        nets, stats = C.toy_batch(
+            rho,
+            ratio,
+            np.arange(B),
+            np.full(B, u0),
+            depth=2,
+            fusion_layer=2,
+            width=s["width"],
+            init="entrywise",
+        )
         per = {}
         for label, dt, extra in VARIANTS:
 
@@ -65,10 +74,18 @@ def run(mode: str = "full") -> dict:
             t = C.time_call(solve, repeats=s["repeats"])
             traj, m = t["result"]
             ok = np.asarray(m.success)
-            per[label] = dict(wall_s=t["wall_s"], cpu_s=t["cpu_s"], wall_all_s=t["wall_all_s"],
-                              steps_max=int(np.asarray(traj.num_steps).max()), steps_mean=float(np.asarray(traj.num_steps).mean()),
-                              success=int(ok.sum()), accuracy=C.rel_err_stats(m.time_ratio, theory, ok),
-                              ts_dtype=str(traj.ts.dtype), time_ratio=np.asarray(m.time_ratio, dtype=float), ok=ok)
+            per[label] = dict(
+                wall_s=t["wall_s"],
+                cpu_s=t["cpu_s"],
+                wall_all_s=t["wall_all_s"],
+                steps_max=int(np.asarray(traj.num_steps).max()),
+                steps_mean=float(np.asarray(traj.num_steps).mean()),
+                success=int(ok.sum()),
+                accuracy=C.rel_err_stats(m.time_ratio, theory, ok),
+                ts_dtype=str(traj.ts.dtype),
+                time_ratio=np.asarray(m.time_ratio, dtype=float),
+                ok=ok,
+            )
         for a, b in PAIRS:
             both = per[a]["ok"] & per[b]["ok"]
             per[a]["vs_" + b] = C.rel_err_stats(per[a]["time_ratio"], per[b]["time_ratio"], both)
@@ -78,13 +95,38 @@ def run(mode: str = "full") -> dict:
     for u0, per in out.items():
         for a, b in PAIRS:
             f, g = per[a], per[b]
-            rows.append(C.row(f"init {u0}: speed {a} / {b}", g["wall_s"] / f["wall_s"],
-                              note=f"cpu {g['cpu_s'] / f['cpu_s']:.2f}x; steps {f['steps_max']} vs {g['steps_max']}; ok {f['success']}/{B}"))
+            rows.append(
+                C.row(
+                    f"init {u0}: speed {a} / {b}",
+                    g["wall_s"] / f["wall_s"],
+                    note=f"cpu {g['cpu_s'] / f['cpu_s']:.2f}x; steps {f['steps_max']} vs "
+                    f"{g['steps_max']}; ok {f['success']}/{B}",
+                )
+            )
             e = f["vs_" + b]
-            rows.append(C.row(f"init {u0}: {a} vs {b}, median |ratio32/ratio64-1|", e["median"], unit="%",
-                              note=f"max {e['max'] * 100:.2g} %" if e["max"] is not None else "no successful member"))
+            rows.append(
+                C.row(
+                    f"init {u0}: {a} vs {b}, median |ratio32/ratio64-1|",
+                    e["median"],
+                    unit="%",
+                    note=f"max {e['max'] * 100:.2g} %"
+                    if e["max"] is not None
+                    else "no successful member",
+                )
+            )
         for label in ("float64", "float32 rtol=1e-5"):
             a = per[label]["accuracy"]
-            rows.append(C.row(f"init {u0}: {label} median |ratio/theory-1|", a["median"], unit="%",
-                              note=f"max {a['max'] * 100:.2f} %; ok {per[label]['success']}/{B}" if a["max"] is not None else "no successful member"))
-    return {"rows": rows, "details": dict(settings=s, rho=rho, ratio=ratio, theory=theory, results=out)}
+            rows.append(
+                C.row(
+                    f"init {u0}: {label} median |ratio/theory-1|",
+                    a["median"],
+                    unit="%",
+                    note=f"max {a['max'] * 100:.2f} %; ok {per[label]['success']}/{B}"
+                    if a["max"] is not None
+                    else "no successful member",
+                )
+            )
+    return {
+        "rows": rows,
+        "details": dict(settings=s, rho=rho, ratio=ratio, theory=theory, results=out),
+    }

@@ -3,7 +3,7 @@ member), 4096 members on a GPU, to convergence, one `gradient_flow` call.
 
 Reports member-steps per second (performed: batch x max steps, which is what the hardware
 executes under vmap masking; useful: the sum of per-member steps) and, on a GPU, the implied
-fraction of HBM bandwidth with the stack notes' (section 7) model of ~250 P bytes per
+fraction of HBM bandwidth with a memory-traffic model of ~250 P bytes per
 member-step (6 VF evaluations reading and writing P float64 numbers, plus ~20 fused RK
 vector passes). Peak bandwidths: H100 SXM 3.35 TB/s, H200 4.8 TB/s (H100 PCIe 2.0 TB/s).
 
@@ -25,7 +25,9 @@ import multimodal_dln as mdln
 from . import _common as C
 
 NAME = "gpu"
-DESCRIPTION = "deep-fusion solve (L=4, Lf=3, W=100; 4096 members on GPU): member-steps/s, HBM fraction"
+DESCRIPTION = (
+    "deep-fusion solve (L=4, Lf=3, W=100; 4096 members on GPU): member-steps/s, HBM fraction"
+)
 
 PEAK_BANDWIDTH = {"H200": 4.8e12, "H100 PCIe": 2.0e12, "H100": 3.35e12}
 BYTES_PER_PARAM_STEP = 250
@@ -49,10 +51,17 @@ def settings(mode: str, members: int | None) -> dict:
     elif gpu:
         # Capped at 2000 steps: member-steps/s is a rate, and a solve to convergence of 4096
         # deep members (tens of thousands of steps at u0 = 0.1) outlasts a device session.
-        s = dict(members=4096 if mode == "full" else 1024, width=100, n_save=256, max_steps=2000 if mode == "full" else 500)
+        s = dict(
+            members=4096 if mode == "full" else 1024,
+            width=100,
+            n_save=256,
+            max_steps=2000 if mode == "full" else 500,
+        )
     else:
         d = deep_case(mode)
-        s = dict(members=d["members"], width=d["width"], n_save=d["n_save"], max_steps=d["max_steps"])
+        s = dict(
+            members=d["members"], width=d["width"], n_save=d["n_save"], max_steps=d["max_steps"]
+        )
     if members is not None:
         s["members"] = int(members)
     s.update(depth=4, fusion_layer=3, init="random", init_scale=0.1, gpu=gpu)
@@ -65,12 +74,22 @@ def run(mode: str = "full", members: int | None = None) -> dict:
     rng = np.random.default_rng(0)  # the overhead benchmark's deep members (same batch on CPU)
     rho = rng.uniform(-0.9, 0.9, B)
     ratio = rng.choice([1.5, 2.0, 2.5, 3.0], B)
-    nets, stats = C.toy_batch(rho, ratio, np.arange(B), np.full(B, s["init_scale"]), depth=s["depth"], fusion_layer=s["fusion_layer"],
-                              width=s["width"], init=s["init"])
+    nets, stats = C.toy_batch(
+        rho,
+        ratio,
+        np.arange(B),
+        np.full(B, s["init_scale"]),
+        depth=s["depth"],
+        fusion_layer=s["fusion_layer"],
+        width=s["width"],
+        init=s["init"],
+    )
     P = C.n_params(nets)
 
     def solve():
-        return C.block(mdln.gradient_flow(nets, stats, n_save=s["n_save"], max_steps=s["max_steps"]))
+        return C.block(
+            mdln.gradient_flow(nets, stats, n_save=s["n_save"], max_steps=s["max_steps"])
+        )
 
     with C.CompileLog() as log:
         cold = C.time_call(solve, repeats=1)
@@ -93,16 +112,46 @@ def run(mode: str = "full", members: int | None = None) -> dict:
     else:
         frac, frac_note = bw / peak, f"{bw / 1e12:.2f} TB/s of {peak / 1e12:.2f} TB/s ({peak_name})"
     rows = [
-        C.row(f"{B} members: performed member-steps/s", rate, unit="/s", note=f"{kind}; useful {useful_rate:,.0f}/s; P={P}"),
-        C.row("useful-work fraction (sum steps / B x max steps)", useful / performed, unit="%",
-              note="step-capped solve: not meaningful" if s["max_steps"] < 200_000 else ""),
-        C.row("HBM bandwidth fraction (250 P bytes per member-step)", frac, unit="%",
-              goal="40-70 % (notes 7, estimate)" if s["gpu"] else None,
-              met=(frac >= 0.4) if frac is not None else None, note=frac_note),
+        C.row(
+            f"{B} members: performed member-steps/s",
+            rate,
+            unit="/s",
+            note=f"{kind}; useful {useful_rate:,.0f}/s; P={P}",
+        ),
+        C.row(
+            "useful-work fraction (sum steps / B x max steps)",
+            useful / performed,
+            unit="%",
+            note="step-capped solve: not meaningful" if s["max_steps"] < 200_000 else "",
+        ),
+        C.row(
+            "HBM bandwidth fraction (250 P bytes per member-step)",
+            frac,
+            unit="%",
+            goal="40-70 % (estimate)" if s["gpu"] else None,
+            met=(frac >= 0.4) if frac is not None else None,
+            note=frac_note,
+        ),
     ]
-    details = dict(settings=s, params_per_member=P, converged=int(np.asarray(traj.converged).sum()), device_kind=kind, cold=C.strip(cold), warm=C.strip(warm), steps_max=int(steps.max()),
-                   steps_mean=float(steps.mean()), success=int(np.asarray(traj.success).sum()), performed_member_steps=performed,
-                   useful_member_steps=useful, member_steps_per_s=rate, useful_member_steps_per_s=useful_rate,
-                   implied_bytes_per_s=bw, bandwidth_fraction=frac, bandwidth_note=frac_note, peak_bandwidth=peak,
-                   peak_table=PEAK_BANDWIDTH, compile_s=max(cold["wall_s"] - warm["wall_s"], 0.0))
+    details = dict(
+        settings=s,
+        params_per_member=P,
+        converged=int(np.asarray(traj.converged).sum()),
+        device_kind=kind,
+        cold=C.strip(cold),
+        warm=C.strip(warm),
+        steps_max=int(steps.max()),
+        steps_mean=float(steps.mean()),
+        success=int(np.asarray(traj.success).sum()),
+        performed_member_steps=performed,
+        useful_member_steps=useful,
+        member_steps_per_s=rate,
+        useful_member_steps_per_s=useful_rate,
+        implied_bytes_per_s=bw,
+        bandwidth_fraction=frac,
+        bandwidth_note=frac_note,
+        peak_bandwidth=peak,
+        peak_table=PEAK_BANDWIDTH,
+        compile_s=max(cold["wall_s"] - warm["wall_s"], 0.0),
+    )
     return {"rows": rows, "details": details}

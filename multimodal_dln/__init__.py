@@ -2,7 +2,7 @@
 
 Float64 is enabled on import (set MDLN_X64=0 before importing to opt out): phase times are
 measured from escapes out of saddles at init scales down to 1e-12 and below, where float32
-round-off and solver tolerances would bias them (stack notes 1.6).
+round-off and solver tolerances would bias them (docs/theory.md §7).
 """
 
 import os as _os
@@ -13,8 +13,12 @@ import jax as _jax
 if _os.environ.get("MDLN_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
+from . import greedy as greedy, theory as theory
 from ._dataset import Dataset as Dataset, sample as sample
-from ._gradient_descent import gradient_descent as gradient_descent, stable_lr_estimate as stable_lr_estimate
+from ._gradient_descent import (
+    gradient_descent as gradient_descent,
+    stable_lr_estimate as stable_lr_estimate,
+)
 from ._gradient_flow import gradient_flow as gradient_flow, save_grid as save_grid
 from ._loss import (
     linear_readout as linear_readout,
@@ -36,11 +40,13 @@ from ._reduced_dynamics import (
     reduced_state_from_network as reduced_state_from_network,
     reduced_weights as reduced_weights,
 )
-from ._status import Status as Status, describe as describe_status
 from ._statistics import Statistics as Statistics, validate_statistics as validate_statistics
-from . import balanced as balanced, greedy as greedy, theory as theory
-from ._two_head import TwoHeadFusionNet as TwoHeadFusionNet
+from ._status import (
+    Status as Status,
+    describe as describe_status,  # noqa: F401  (public re-export)
+)
 from ._trajectory import Trajectory as Trajectory, hermite_interpolate as hermite_interpolate
+from ._two_head import TwoHeadFusionNet as TwoHeadFusionNet
 
 try:
     __version__ = _metadata.version("multimodal-dln")

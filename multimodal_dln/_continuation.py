@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._status import Status
+from ._solve import pad_members, scatter_members, unconverged_members
 from ._trajectory import Trajectory
 
 __all__ = ["extended_grid", "continue_unconverged"]
@@ -24,7 +24,9 @@ __all__ = ["extended_grid", "continue_unconverged"]
 _EXTEND = 8.0  # each continuation multiplies the horizon by about this factor
 
 
-def extended_grid(ts: Float[Array, "*batch n"], shift: int, t_min_fraction: float) -> Float[Array, "*batch n"]:
+def extended_grid(
+    ts: Float[Array, "*batch n"], shift: int, t_min_fraction: float
+) -> Float[Array, "*batch n"]:
     """The log grid of `save_grid` continued by `shift` points: entry j is entry j + shift of
     `ts` where that exists (bit-identical, so saves carry over), and the same geometric
     progression beyond; the new horizon is `ts[-1] * q**shift`, q the grid's ratio."""
@@ -32,7 +34,7 @@ def extended_grid(ts: Float[Array, "*batch n"], shift: int, t_min_fraction: floa
     t_max = ts[..., -1:]
     log_q = -jnp.log(t_min_fraction) / (n - 2)
     j = jnp.arange(1, n)
-    beyond = t_max * jnp.exp(log_q * (j + shift - (n - 1)))
+    beyond = t_max * jnp.exp(log_q * (j + shift - (n - 1)).astype(ts.dtype))
     kept = jnp.take(ts, jnp.minimum(j + shift, n - 1), axis=-1)
     grid = jnp.where(j + shift <= n - 1, kept, beyond)
     return jnp.concatenate([jnp.zeros_like(t_max), grid], axis=-1)
@@ -58,15 +60,14 @@ def continue_unconverged(run, args, axes, t_max, t_min_fraction, horizon_cap, tr
 
 
 def _extend(run, args, axes, traj, shift, t_min_fraction):
-    todo = np.flatnonzero(np.atleast_1d(np.asarray(traj.status)) == Status.NOT_CONVERGED)
+    todo = unconverged_members(traj.status)
     if todo.size == 0:
         return traj
     batched = traj.ts.ndim == 2
     if not batched:
         idx, sub = None, traj
     else:
-        size = 1 << int(np.ceil(np.log2(todo.size)))  # power of two: few distinct shapes
-        idx = jnp.asarray(np.concatenate([todo, np.full(size - todo.size, todo[-1])]))
+        idx = pad_members(todo)
         sub = traj[idx]
     objective = args[1]
     _, _, _, atol, gap0, valid = args[2:]
@@ -78,12 +79,7 @@ def _extend(run, args, axes, traj, shift, t_min_fraction):
     more_axes = None if axes is None else (0, axes[1]) + (0,) * 6
     more = run((y0, objective, sub.t_end, ts[..., -1], ts, atol, gap0, valid), more_axes)
     merged = _merge(sub, more, ts, shift)
-    if not batched:
-        return merged
-    real = jnp.asarray(todo)
-    return jax.tree.map(
-        lambda a, b: a.at[real].set(b[: todo.size]) if eqx.is_array(a) else a, traj, merged
-    )
+    return scatter_members(traj, merged, todo) if batched else merged
 
 
 def _merge(old: Trajectory, new: Trajectory, ts, shift) -> Trajectory:
@@ -101,6 +97,11 @@ def _merge(old: Trajectory, new: Trajectory, ts, shift) -> Trajectory:
     return eqx.tree_at(
         lambda t: (t.ts, t.weights, t.weights_dot, t.loss, t.num_steps),
         new,
-        (ts, pick(old.weights, new.weights), pick(old.weights_dot, new.weights_dot),
-         pick(old.loss, new.loss), old.num_steps + new.num_steps),
+        (
+            ts,
+            pick(old.weights, new.weights),
+            pick(old.weights_dot, new.weights_dot),
+            pick(old.loss, new.loss),
+            old.num_steps + new.num_steps,
+        ),
     )

@@ -1,7 +1,8 @@
 """Finite data sets: samples of the two modalities and the target.
 
 Needed where second moments are not enough (nonlinear networks) or where finite-sample effects
-are the point (under- vs over-parametrized regimes, digest 2.8). For linear networks,
+are the point (under- vs over-parametrized regimes, Zhang et al. 2024;
+docs/theory.md §5). For linear networks,
 `Dataset.statistics()` gives the exact empirical statistics, so training on them is identical
 to full-batch training on the samples.
 """
@@ -13,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from ._validation import check_positive_int
+from . import _linalg
 from ._statistics import Statistics, validate_statistics
+from ._validation import check_positive_int, check_sample_counts, finite_members
 
 __all__ = ["Dataset", "dataset_valid", "sample"]
 
@@ -38,12 +40,7 @@ class Dataset(eqx.Module):
                     f"{name} must be a real array of shape (n, k) (n samples); got "
                     f"{type(a).__name__} of dtype {dtype} and shape {shape}."
                 )
-        n = self.x_A.shape[-2]
-        if self.x_B.shape[-2] != n or self.y.shape[-2] != n:
-            raise ValueError(
-                f"x_A, x_B and y must have the same number of samples; got {self.x_A.shape[-2]}, "
-                f"{self.x_B.shape[-2]}, {self.y.shape[-2]}."
-            )
+        check_sample_counts(self.x_A, self.x_B, self.y)
 
     @property
     def n(self) -> int:
@@ -56,10 +53,7 @@ class Dataset(eqx.Module):
 
 def dataset_valid(data: Dataset) -> Bool[Array, "*batch"]:
     """Traceable per-member validity of a (batch of) data set(s): every entry finite."""
-    ok = jnp.ones(data.x_A.shape[:-2], dtype=bool)
-    for a in (data.x_A, data.x_B, data.y):
-        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
-    return ok
+    return finite_members((data.x_A, data.x_B, data.y))
 
 
 def sample(key: PRNGKeyArray, stats: Statistics, n: int) -> Dataset:
@@ -81,7 +75,7 @@ def sample(key: PRNGKeyArray, stats: Statistics, n: int) -> Dataset:
     k_x, k_e = jax.random.split(key)
 
     def sqrt_psd(m):
-        lam, vec = jnp.linalg.eigh(0.5 * (m + m.T))
+        lam, vec = _linalg.eigh(0.5 * (m + m.T))
         return vec * jnp.sqrt(jnp.clip(lam, 0.0, None))
 
     x = jax.random.normal(k_x, (n, stats.d)) @ sqrt_psd(stats.sigma_xx).T

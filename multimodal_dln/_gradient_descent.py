@@ -2,16 +2,17 @@
 
 theta_{k+1} = theta_k - lr grad L(theta_k) (`optax.sgd`, no momentum), on the population loss
 (statistics) or on a finite sample. Time is reported in gradient-flow units t = k x lr
-(digest 1.3: tau = 1/lr), so GD and GF trajectories are directly comparable; GD -> GF as
-lr -> 0 with error O(lr). The authors' lr = 0.04 is not small for strong modalities: a mode
+(Zhang et al. 2024; docs/theory.md §1: tau = 1/lr), so GD and GF trajectories are directly
+comparable; GD -> GF as lr -> 0 with error O(lr). The authors' lr (`_constants.AUTHORS_LR`,
+0.04) is not small for strong modalities: a mode
 with growth rate 2 s grows by (1 + 2 s lr) per step instead of exp(2 s lr), so with s_A = 5
 (toy ratio 2, rho 0.5) GD learns A ~9 % later than gradient flow and the time ratio comes out
 ~4.6 instead of ~5.0 (measured; see docs/reproduction.md).
 
 Batched with `vmap` over networks, statistics and learning rates, the optimizer state batched
-alongside (stack notes 2.2). Summaries are saved at log-spaced steps; members stop at
-convergence; a member whose loss becomes non-finite or grows beyond `divergence_factor` x its
-initial loss is marked diverged and frozen (its flag `solver_ok` is False).
+alongside (one `optax.sgd` state per member). Summaries are saved at log-spaced steps; members
+stop at convergence; a member whose loss becomes non-finite or grows beyond `divergence_factor`
+x its initial loss is marked diverged and frozen (its flag `solver_ok` is False).
 """
 
 from __future__ import annotations
@@ -27,15 +28,22 @@ import numpy as np
 import optax
 from jaxtyping import ArrayLike
 
-from . import _training as _tr
-from ._sharding import resolve_mesh, run_sharded
-from ._validation import check_positive, check_positive_int, check_solve_memory
+from . import _linalg, _training as _tr
+from ._config import HORIZON_CAP
 from ._dataset import Dataset
-from ._gradient_flow import HORIZON_CAP
 from ._network import FusionDLN
+from ._sharding import resolve_mesh
+from ._solve import call, pad_members, scatter_members, take_members, unconverged_members
 from ._statistics import Statistics
 from ._status import Status
-from ._trajectory import Trajectory, run_status
+from ._trajectory import Trajectory, fill_after_end, run_status
+from ._validation import (
+    check_option_min,
+    check_option_open,
+    check_positive,
+    check_positive_int,
+    check_solve_memory,
+)
 
 __all__ = ["gradient_descent", "stable_lr_estimate"]
 
@@ -51,7 +59,7 @@ def stable_lr_estimate(net: FusionDLN, stats: Statistics) -> jax.Array:
     net) GD diverges.
     """
     L = net.depth
-    lam = jnp.linalg.eigvalsh(stats.sigma_xx)[..., -1]
+    lam = _linalg.eigvalsh(stats.sigma_xx)[..., -1]
     w = jnp.linalg.norm(stats.optimal_weights(), axis=(-2, -1))
     return 2.0 / (L * lam * jnp.maximum(w, 1e-12) ** (2.0 - 2.0 / L))
 
@@ -88,54 +96,64 @@ def gradient_descent(
     **Returns:** a `Trajectory` with `ts` = steps x lr and a `status` per member.
     """
     if on_divergence not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_divergence must be 'warn', 'raise' or 'ignore'; got {on_divergence!r}.")
+        raise ValueError(
+            f"on_divergence must be 'warn', 'raise' or 'ignore'; got {on_divergence!r}."
+        )
     net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective)
-    lr = check_positive("lr (learning rate)", jnp.asarray(lr, dtype=float))
-    lr_axis = 0 if lr.ndim == 1 else None
-    if lr.ndim > 1 or (lr_axis == 0 and batch is not None and lr.shape[0] != batch):
-        raise ValueError(f"lr must be a scalar or have one entry per member; got shape {lr.shape}.")
-    if lr_axis == 0 and batch is None:
-        raise ValueError("a vector of learning rates needs a batch of networks or statistics.")
+    lr, lr_axis = _check_lr(lr, batch)
     n_save = check_positive_int("n_save", n_save)
-    for name, v in (("converge_rtol", converge_rtol),):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 < v < 1:
-            raise ValueError(f"{name} must be a number in the open interval (0, 1); got {v!r}.")
-    if isinstance(divergence_factor, bool) or not isinstance(divergence_factor, (int, float, np.floating)) or not divergence_factor > 1:
-        raise ValueError(f"divergence_factor must be a number > 1; got {divergence_factor!r}.")
+    cfg = _GDConfig(
+        check_option_open("converge_rtol", converge_rtol, 0.0, 1.0),
+        check_option_min("divergence_factor", divergence_factor, 1.0, strict=True, finite=False),
+    )
     itemsize = jnp.dtype(jax.tree.leaves(eqx.filter(net, eqx.is_array))[0].dtype).itemsize
-    check_solve_memory(batch or 1, _tr.n_params_per_member(net, net_axis), itemsize, copies=6,
-                       what="for gradient descent")
+    check_solve_memory(
+        batch or 1,
+        _tr.n_params_per_member(net, net_axis),
+        itemsize,
+        copies=6,
+        what="for gradient descent",
+    )
     auto_steps = n_steps is None
     if auto_steps:
         horizon = _tr.default_horizon
-        h = eqx.filter_vmap(horizon, in_axes=(net_axis, obj_axis))(net, objective) if batch else horizon(net, objective)
+        h = (
+            eqx.filter_vmap(horizon, in_axes=(net_axis, obj_axis))(net, objective)
+            if batch
+            else horizon(net, objective)
+        )
         n_steps = int(min(1e6, math.ceil(float(jnp.nanmax(h / lr)))))
     n_steps = check_positive_int("n_steps", n_steps)
     params, static = eqx.partition(net, eqx.is_array)
-    cfg = _GDConfig(float(converge_rtol), float(divergence_factor))
-    mesh = resolve_mesh(shard, batch)
+    member, mesh = _GD(static, cfg), resolve_mesh(shard, batch)
 
     def run(params, objective, lr, n_steps, axes):
-        steps = _save_steps(n_steps, n_save)
-        if batch is None:
-            return _gd_jit(params, static, objective, lr, steps, cfg)
-        fn = _BatchGD(static, cfg, axes + (None,))
-        args = (params, objective, lr, steps)
-        size = jax.tree.leaves(args[axes.index(0)])[0].shape[0]
-        return _call_jit(fn, *args) if mesh is None else run_sharded(fn, args, fn.axes, size, mesh)
+        args = (params, objective, lr, _save_steps(n_steps, n_save))
+        return call(member, args, None if batch is None else axes + (None,), mesh)
 
-    traj = run(params, objective, lr, n_steps, (net_axis, obj_axis, lr_axis))
+    axes = (net_axis, obj_axis, lr_axis)
+    traj = run(params, objective, lr, n_steps, axes)
     if isinstance(traj.status, jax.core.Tracer):
         return traj  # under the caller's jit: statuses cannot be read here
     if auto_steps:
         for factor in (8, 64):
             if factor > horizon_cap:
                 break
-            traj = _rerun_unconverged(run, traj, params, objective, lr, n_steps * factor,
-                                      (net_axis, obj_axis, lr_axis))
+            traj = _rerun_unconverged(run, traj, params, objective, lr, n_steps * factor, axes)
     if on_divergence != "ignore":
         _report_divergence(traj, net, objective, lr, on_divergence)
     return traj
+
+
+def _check_lr(lr, batch):
+    """The learning rate(s), > 0 and finite: a scalar, or one per member of a batch."""
+    lr = check_positive("lr (learning rate)", jnp.asarray(lr, dtype=float))
+    lr_axis = 0 if lr.ndim == 1 else None
+    if lr.ndim > 1 or (lr_axis == 0 and batch is not None and lr.shape[0] != batch):
+        raise ValueError(f"lr must be a scalar or have one entry per member; got shape {lr.shape}.")
+    if lr_axis == 0 and batch is None:
+        raise ValueError("a vector of learning rates needs a batch of networks or statistics.")
+    return lr, lr_axis
 
 
 def _save_steps(n_steps: int, n_save: int):
@@ -148,18 +166,18 @@ def _save_steps(n_steps: int, n_save: int):
 def _rerun_unconverged(run, traj, params, objective, lr, n_steps, axes):
     """Run the members that have not converged again with a larger step budget (GD is
     deterministic, so their start is repeated exactly); others are kept."""
-    todo = np.flatnonzero(np.atleast_1d(np.asarray(traj.status)) == Status.NOT_CONVERGED)
+    todo = unconverged_members(traj.status)
     if todo.size == 0:
         return traj
     if traj.ts.ndim == 1:
         return run(params, objective, lr, n_steps, axes)
-    size = 1 << int(np.ceil(np.log2(todo.size)))  # power of two: few distinct shapes
-    idx = jnp.asarray(np.concatenate([todo, np.full(size - todo.size, todo[-1])]))
-    take = lambda tree, ax: tree if ax is None else jax.tree.map(lambda a: a[idx], tree)  # noqa: E731
-    net_axis, obj_axis, lr_axis = axes
-    sub = run(take(params, net_axis), take(objective, obj_axis), take(lr, lr_axis), n_steps, axes)
-    real = jnp.asarray(todo)
-    return jax.tree.map(lambda a, b: a.at[real].set(b[: todo.size]) if eqx.is_array(a) else a, traj, sub)
+    idx = pad_members(todo)
+    sub = run(
+        *(take_members(a, idx, ax) for a, ax in zip((params, objective, lr), axes, strict=True)),
+        n_steps,
+        axes,
+    )
+    return scatter_members(traj, sub, todo)
 
 
 def _report_divergence(traj, net, objective, lr, on_divergence):
@@ -188,9 +206,7 @@ class _GDConfig(eqx.Module):
 
 def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajectory:
     net0 = eqx.combine(params, static)
-    valid = _tr.objective_valid(objective) & jnp.all(
-        jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(params)])
-    )
+    valid = _tr.member_valid(params, objective)
     objective = _tr.safe_objective(objective, valid)
     flat0, unravel = jax.flatten_util.ravel_pytree(params)
     tree_loss = _tr.loss_fn_for(static, objective)
@@ -244,21 +260,23 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
 
     init = (jnp.asarray(0), flat0, opt_state0, bufs, jnp.asarray(True), jnp.asarray(False))
     i_end, p_end, _, (bw, bwd, bl), _, diverged = jax.lax.while_loop(cond, body, init)
-    filled = jnp.arange(n) <= i_end
-    bw = jnp.where(filled[:, None, None], bw, bw[i_end])
-    bwd = jnp.where(filled[:, None, None], bwd, 0.0)
-    bl = jnp.where(filled, bl, bl[i_end])
+    bw, bwd, bl = fill_after_end(jnp.arange(n) <= i_end, bw, bwd, bl, bw[i_end], bl[i_end])
     converged = (bl[i_end] - l_star <= cfg.converge_rtol * gap0) & ~diverged
     status = run_status(
-        invalid=~valid, non_finite=False, diverged=diverged, step_budget=False, not_converged=~converged
+        invalid=~valid,
+        non_finite=False,
+        diverged=diverged,
+        step_budget=False,
+        not_converged=~converged,
     )
     nan = jnp.where(valid, 1.0, jnp.nan)  # an invalid member's summaries are NaN
+    times = save_steps.astype(jnp.result_type(lr)) * lr  # gradient-flow time = steps x lr
     return Trajectory(
-        ts=save_steps * lr,
+        ts=times,
         weights=bw * nan,
         weights_dot=bwd * nan,
         loss=bl * nan,
-        t_end=save_steps[i_end] * lr,
+        t_end=times[i_end],
         status=status,
         num_steps=save_steps[i_end],
         final=eqx.combine(unravel(p_end), static),
@@ -268,26 +286,12 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
     )
 
 
-@eqx.filter_jit
-def _gd_jit(params, static, objective, lr, save_steps, cfg):
-    return _gd_one(params, static, objective, lr, save_steps, cfg)
-
-
-class _BatchGD(eqx.Module):
-    """The vmapped GD loop as a hashable callable (static configuration): compiled once per
-    structure, on one device or sharded over several."""
+class _GD(eqx.Module):
+    """One member's GD loop as a hashable callable (static configuration) for `_solve.call`:
+    compiled once per structure, vmapped over a batch, on one device or sharded over several."""
 
     static: FusionDLN = eqx.field(static=True)
     cfg: _GDConfig = eqx.field(static=True)
-    axes: tuple = eqx.field(static=True)
 
     def __call__(self, params, objective, lr, save_steps):
-        fn = eqx.filter_vmap(
-            lambda p, o, r, s: _gd_one(p, self.static, o, r, s, self.cfg), in_axes=self.axes
-        )
-        return fn(params, objective, lr, save_steps)
-
-
-@eqx.filter_jit
-def _call_jit(fn, *args):
-    return fn(*args)
+        return _gd_one(params, self.static, objective, lr, save_steps, self.cfg)

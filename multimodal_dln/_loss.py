@@ -1,6 +1,6 @@
 """Training objectives: the MSE loss through statistics (linear nets) or through samples.
 
-L = 1/2 E||y - y_hat||^2 (the authors' `0.5 * MSELoss`, digest 1.3). For a linear network the
+L = 1/2 E||y - y_hat||^2 (the authors' `0.5 * MSELoss`; docs/theory.md §1). For a linear network the
 population form needs only (Sigma_xx, Sigma_yx, Sigma_yy); a `Dataset` gives the sample mean.
 """
 
@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Scalar
 
+from . import _linalg
 from ._dataset import Dataset
 from ._network import FusionDLN
 from ._statistics import Statistics
@@ -51,9 +52,10 @@ def linear_readout(net: FusionDLN, data: Dataset) -> Float[Array, "o d"]:
 
     Equals [W_A^tot, W_B^tot] for a linear network; for a ReLU network it is the functional
     analogue used to time when each modality is learned (instead of the authors' raw weight
-    product, which for ReLU +/- unit pairs is twice the slope; digest 2.9a).
+    product, which for ReLU +/- unit pairs is twice the slope; Zhang et al. 2024's
+    two-layer ReLU late fusion).
     """
     pred = jax.vmap(net)(data.x_A, data.x_B)
     x = jnp.concatenate([data.x_A, data.x_B], axis=-1)
     n = x.shape[0]
-    return (pred.T @ x / n) @ jnp.linalg.pinv(x.T @ x / n, hermitian=True)
+    return (pred.T @ x / n) @ _linalg.pinv_hermitian(x.T @ x / n)

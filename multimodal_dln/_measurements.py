@@ -1,6 +1,6 @@
 """Measurements on trajectories: when each modality is learned, misattribution, plateaus, E_g.
 
-Definitions (Zhang et al. 2024 as measured by the authors; digest 2.3, 2.4, 4.1 F4e):
+Definitions (Zhang et al. 2024 as measured by the authors; docs/theory.md §7, §2, §4):
 
 - t_A: first time ||W_A^tot(t)|| reaches half its unimodal-phase value ||W_A^uni||,
   W_A^uni = Sigma_yxA Sigma_A^+.
@@ -8,14 +8,14 @@ Definitions (Zhang et al. 2024 as measured by the authors; digest 2.3, 2.4, 4.1 
 - time ratio t_B / t_A.
 - t_uni = (t_A + t_B) / 2, the middle of the unimodal phase;
   misattribution W_A^tot(t_uni) - W_A^tot(t_end) (the authors plot this sign; for the toy
-  data it equals rho / ratio, digest 2.4).
+  data it equals rho / ratio, docs/theory.md §4).
 - plateau loss: the loss at t_uni.
 
 Crossings are located inside the bracketing grid interval by bisection on the cubic Hermite
 interpolant built from the saved values and time derivatives (error O(h^4)), not by an argmin
-over the grid as in the authors' `util.time_half`. Choices beyond the digest: "first" crossing
+over the grid as in the authors' `util.time_half`. Choices beyond the paper: "first" crossing
 means the first upward crossing; the final value is the last saved value of a converged run.
-The definitions assume A is learned first (||Sigma_yxA|| > ||Sigma_yxB||, digest 2.3): with
+The definitions assume A is learned first (||Sigma_yxA|| > ||Sigma_yxB||, docs/theory.md §1): with
 the modalities the other way round, relabel them. `measure` states the checks a member must
 pass to be reported as a success; every other member has NaN phase times and a `Status`.
 Frobenius norms are used for vector/matrix weights.
@@ -72,6 +72,7 @@ class _Crossing(NamedTuple):
 
 
 def _crossing(ts, y, dy, threshold) -> _Crossing:
+    threshold = jnp.asarray(threshold, y.dtype)  # stats may be float64 for a float32 run
     above = y >= threshold
     i = jnp.argmax(above)
     found = jnp.any(above)
@@ -113,7 +114,11 @@ def _first_failure(pairs) -> Int[Array, ""]:
 _ORDER_MARGIN = 1.5  # ||Sigma_yxA|| / ||Sigma_yxB|| above which t_B < t_A is refused
 
 
-def _measure_one(traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction) -> PhaseMeasurements:
+def _measure_one(
+    traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction
+) -> PhaseMeasurements:
+    # the statistics in the trajectory's precision (a float32 run measured against float64 stats)
+    stats = jax.tree.map(lambda a: jnp.asarray(a, traj.ts.dtype), stats)
     n_A, dn_A = traj.norms("A")
     n_B, dn_B = traj.norms("B")
     thr_A = 0.5 * jnp.linalg.norm(stats.unimodal_weights("A"))
@@ -125,7 +130,9 @@ def _measure_one(traj: Trajectory, stats: Statistics, bracket_rtol, learned_frac
     # target ||W*_B|| (zero target: nothing to learn, so no phase time exists).
     target_B = jnp.linalg.norm(stats.optimal_weights()[..., traj.d_A :])
     scale = jnp.linalg.norm(stats.optimal_weights()) + jnp.finfo(target_B.dtype).tiny
-    not_learned = (thr_A <= 0) | (target_B <= 1e-8 * scale) | (n_B[-1] < learned_fraction * target_B)
+    not_learned = (
+        (thr_A <= 0) | (target_B <= 1e-8 * scale) | (n_B[-1] < learned_fraction * target_B)
+    )
 
     def outside(t):
         return ~jnp.isfinite(t) | (t <= 0) | (t > traj.t_end)
@@ -174,7 +181,11 @@ def _check_dims(traj: Trajectory, stats: Statistics) -> None:
             f"stats (d_A, d, d_out) = {(stats.d_A, stats.d, stats.d_out)} do not match the "
             f"trajectory's {(traj.d_A, d, o)}; pass the statistics the run trained on."
         )
-    if traj.ts.ndim == 2 and stats.sigma_xx.ndim == 3 and stats.sigma_xx.shape[0] != traj.ts.shape[0]:
+    if (
+        traj.ts.ndim == 2
+        and stats.sigma_xx.ndim == 3
+        and stats.sigma_xx.shape[0] != traj.ts.shape[0]
+    ):
         raise ValueError(
             f"stats has {stats.sigma_xx.shape[0]} members but the trajectory {traj.ts.shape[0]}."
         )
@@ -227,7 +238,9 @@ def measure(
 
 @eqx.filter_jit
 def _measure_jit(traj, stats, bracket_rtol, learned_fraction):
-    one = functools.partial(_measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction)
+    one = functools.partial(
+        _measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction
+    )
     if traj.ts.ndim == 1:
         return one(traj, stats)
     s_axis = 0 if stats.sigma_xx.ndim == 3 else None
@@ -238,7 +251,7 @@ def generalization_error_curve(
     traj: Trajectory, population: Statistics
 ) -> Float[Array, "*batch n"]:
     """E_g(t) = 1/2 (W(t) - W*) Sigma (W(t) - W*)^T on the save grid, for population statistics
-    (digest 2.8; label noise excluded). `population` may be shared or batched like `traj`."""
+    (docs/theory.md §5; label noise excluded). `population` may be shared or batched like `traj`."""
     if traj.ts.ndim == 2 and population.sigma_xx.ndim == 3:
         population = jax.tree.map(lambda a: a[:, None], population)
     return population.generalization_error(traj.weights)

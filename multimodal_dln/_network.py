@@ -1,6 +1,6 @@
 """Fusion-depth networks: two modality branches fused at layer L_f of an L-layer network.
 
-Layout (Zhang et al. 2024, Fig. 1; digest 1.2), layers numbered l = 1..L:
+Layout (Zhang et al. 2024, Fig. 1; docs/theory.md §1), layers numbered l = 1..L:
 
 - l = 1 .. L_f - 1: modality-specific layers W_A^l, W_B^l (the branches);
 - l = L_f: the fusion layer, acting on [h_A; h_B]; stored as its two column blocks
@@ -11,22 +11,22 @@ For a linear network y_hat = W_A^tot x_A + W_B^tot x_B with
 
     W_m^tot = W^L ... W^{L_f+1} W_m^{L_f} W_m^{L_f-1} ... W_m^1.
 
-Initialization scale u0 (the paper's "init", digest 1.4) means the *per-layer* scale:
+Initialization scale u0 (the paper's "init"; docs/theory.md §1) means the *per-layer* scale:
 
 - ``"aligned"``: balanced rank-one layers, W_l = s_l q_l q_{l-1}^T with unit vectors q, where
   s_l = u0 for every branch layer and for each modality's block of the fusion layer, and
   s_l = sqrt(2) u0 for the shared layers (so that W_{l+1}^T W_{l+1} = W_l W_l^T: balanced).
   Then W_m^tot(0) = u0^{L_f} (sqrt(2) u0)^{L - L_f} q_out v_m^T exactly: the initial condition
-  the deep theory assumes (digest 2.6). Given `align_to` statistics, the output and input
+  the deep theory assumes (docs/theory.md §3). Given `align_to` statistics, the output and input
   directions are those of the solution W* = Sigma_yx Sigma_xx^+ (signs included, so the
   rank-one path can reach it); otherwise they are random unit vectors. For scalar modalities
   and output the rank-one structure is preserved exactly by gradient flow.
 - ``"random"``: the authors' `deep_fusion` Gaussian scheme: entries N(0, std^2) with
   std = u0 / sqrt(numel) for branch layers (Frobenius norm ~ u0) and
-  std = sqrt(2) u0 / sqrt(numel) for the whole fusion layer and the shared layers (norm ~ sqrt(2) u0;
-  each modality's half of the fusion layer has norm ~ u0).
+  std = sqrt(2) u0 / sqrt(numel) for the whole fusion layer and the shared layers (norm
+  ~ sqrt(2) u0; each modality's half of the fusion layer has norm ~ u0).
 - ``"entrywise"``: every entry N(0, u0^2): the authors' two-layer `early_fusion`/`late_fusion`
-  classes (digest 1.4), where W^tot(0) ~ sqrt(width) u0^2.
+  classes (docs/theory.md §1), where W^tot(0) ~ sqrt(width) u0^2.
 """
 
 from __future__ import annotations
@@ -41,21 +41,23 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from . import _linalg
+from ._activations import ACTIVATIONS, activate, check_activation
+from ._statistics import Statistics
 from ._validation import (
     _show,
-    as_int,
+    check_choice,
     check_positive,
     check_positive_int,
-    check_structure,
     check_solve_memory,
+    check_structure,
+    check_widths,
     require_real,
 )
-from ._statistics import Statistics
 
-__all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS", "param_count"]
+__all__ = ["FusionDLN", "INIT_SCHEMES", "ACTIVATIONS", "fusion_forward", "param_count"]
 
 INIT_SCHEMES = ("aligned", "random", "entrywise")
-ACTIVATIONS = ("linear", "relu", "leaky_relu")
 
 
 def _structure(depth, fusion_layer, width, d_A, d_B, d_out):
@@ -63,30 +65,7 @@ def _structure(depth, fusion_layer, width, d_A, d_B, d_out):
     depth, lf = check_structure(depth, fusion_layer)
     named = (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
     dims = tuple(check_positive_int(n, v) for n, v in named)
-    return depth, lf, _widths(width, depth), dims
-
-
-def _widths(width, depth) -> tuple[int, ...]:
-    """One positive integer width, or a sequence of depth - 1 of them."""
-    rule = (
-        f"width must be a positive integer or a sequence of depth - 1 = {depth - 1} "
-        "positive integers"
-    )
-    w = as_int(width)
-    if w is not None:
-        if w < 1:
-            raise ValueError(f"{rule}; got {w}.")
-        return (w,) * (depth - 1)
-    is_seq = isinstance(width, Sequence | np.ndarray) and not isinstance(width, str | bytes)
-    if not is_seq or np.ndim(width) != 1:
-        raise ValueError(f"{rule}; got {_show(width)}.")
-    widths = tuple(as_int(v) for v in width)
-    if len(widths) != depth - 1:
-        raise ValueError(f"{rule}; got {len(widths)} widths: {_show(list(width))}.")
-    for i, (v, raw) in enumerate(zip(widths, width, strict=True)):
-        if v is None or v < 1:
-            raise ValueError(f"width[{i}] = {_show(raw)}: {rule}.")
-    return widths
+    return depth, lf, check_widths(width, depth), dims
 
 
 def param_count(*, depth, fusion_layer, width, d_A, d_B, d_out=1) -> int:
@@ -103,7 +82,9 @@ def param_count(*, depth, fusion_layer, width, d_A, d_B, d_out=1) -> int:
 def _check_memory(depth, fusion_layer, widths, dims, width) -> None:
     """Raise before drawing any weights when one network would not fit in memory."""
     d_A, d_B, d_out = dims
-    n = param_count(depth=depth, fusion_layer=fusion_layer, width=widths, d_A=d_A, d_B=d_B, d_out=d_out)
+    n = param_count(
+        depth=depth, fusion_layer=fusion_layer, width=widths, d_A=d_A, d_B=d_B, d_out=d_out
+    )
     check_solve_memory(
         1,
         n,
@@ -113,6 +94,25 @@ def _check_memory(depth, fusion_layer, widths, dims, width) -> None:
         subject="the network",
         hint=f"lower width (got {_show(width)}) or depth (got {depth})",
     )
+
+
+def _check_init_options(init, init_scale, align_to, activation, negative_slope, dims):
+    """Checked (init_scale, negative_slope) for `FusionDLN.init`; raises on a bad scheme,
+    activation or `align_to` (which must match the network's (d_A, d_B, d_out) `dims`)."""
+    check_choice("init", init, INIT_SCHEMES)
+    check_activation(activation)
+    init_scale = check_positive("init_scale (u0)", init_scale)
+    require_real("negative_slope", negative_slope, "a finite number")
+    if np.ndim(negative_slope) != 0 or not np.isfinite(float(negative_slope)):
+        raise ValueError(f"negative_slope must be a finite number; got {_show(negative_slope)}.")
+    if align_to is not None and not isinstance(align_to, Statistics):
+        raise ValueError(f"align_to must be a Statistics or None; got {type(align_to).__name__}.")
+    if align_to is not None and (align_to.d_A, align_to.d_B, align_to.d_out) != dims:
+        raise ValueError(
+            "align_to statistics have (d_A, d_B, d_out) = "
+            f"{(align_to.d_A, align_to.d_B, align_to.d_out)} but the network has {dims}."
+        )
+    return init_scale, float(negative_slope)
 
 
 def _unit(key, n):
@@ -131,14 +131,14 @@ class FusionDLN(eqx.Module):
     - `depth` (L), `fusion_layer` (L_f), `activation`, `negative_slope`: static.
 
     The activation ("linear", "relu" or "leaky_relu") is applied after every layer except the
-    last, as in the authors' code (digest 1.2).
+    last, as in the authors' code (docs/theory.md §1).
     """
 
-    branch_A: tuple[Float[Array, "h_out h_in"], ...]
-    branch_B: tuple[Float[Array, "h_out h_in"], ...]
+    branch_A: tuple[Float[Array, "_h_out _h_in"], ...]
+    branch_B: tuple[Float[Array, "_h_out _h_in"], ...]
     fusion_A: Float[Array, "h_f h_A"]
     fusion_B: Float[Array, "h_f h_B"]
-    shared: tuple[Float[Array, "h_out h_in"], ...]
+    shared: tuple[Float[Array, "_h_out _h_in"], ...]
     depth: int = eqx.field(static=True)
     fusion_layer: int = eqx.field(static=True)
     activation: str = eqx.field(static=True, default="linear")
@@ -147,14 +147,17 @@ class FusionDLN(eqx.Module):
     def __check_init__(self):
         if not (1 <= self.fusion_layer <= self.depth):
             raise ValueError(
-                f"fusion_layer (L_f) must be in [1, depth] = [1, {self.depth}]; got {self.fusion_layer}."
+                f"fusion_layer (L_f) must be in [1, depth] = [1, {self.depth}]; "
+                f"got {self.fusion_layer}."
             )
-        if len(self.branch_A) != self.fusion_layer - 1 or len(self.branch_B) != self.fusion_layer - 1:
+        if (
+            len(self.branch_A) != self.fusion_layer - 1
+            or len(self.branch_B) != self.fusion_layer - 1
+        ):
             raise ValueError("each branch must hold fusion_layer - 1 layers.")
         if len(self.shared) != self.depth - self.fusion_layer:
             raise ValueError("shared must hold depth - fusion_layer layers.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {self.activation!r}.")
+        check_activation(self.activation)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -184,39 +187,27 @@ class FusionDLN(eqx.Module):
         depth, fusion_layer, widths, (d_A, d_B, d_out) = _structure(
             depth, fusion_layer, width, d_A, d_B, d_out
         )
-        if init not in INIT_SCHEMES:
-            raise ValueError(f"init must be one of {INIT_SCHEMES}; got {init!r}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}; got {activation!r}.")
-        init_scale = check_positive("init_scale (u0)", init_scale)
-        require_real("negative_slope", negative_slope, "a finite number")
-        if np.ndim(negative_slope) != 0 or not np.isfinite(float(negative_slope)):
-            raise ValueError(
-                f"negative_slope must be a finite number; got {_show(negative_slope)}."
-            )
-        negative_slope = float(negative_slope)
-        if align_to is not None and not isinstance(align_to, Statistics):
-            raise ValueError(
-                f"align_to must be a Statistics or None; got {type(align_to).__name__}."
-            )
-        if align_to is not None and (align_to.d_A, align_to.d_B, align_to.d_out) != (d_A, d_B, d_out):
-            raise ValueError(
-                f"align_to statistics have (d_A, d_B, d_out) = {(align_to.d_A, align_to.d_B, align_to.d_out)}"
-                f" but the network has {(d_A, d_B, d_out)}."
-            )
+        init_scale, negative_slope = _check_init_options(
+            init, init_scale, align_to, activation, negative_slope, (d_A, d_B, d_out)
+        )
         _check_memory(depth, fusion_layer, widths, (d_A, d_B, d_out), width)
         u0 = jnp.asarray(init_scale, dtype=float)
         # dims[l] = output size of layer l (l = 1..L); dims[0] per branch = input size.
         dims = (None,) + widths + (d_out,)
         L, Lf = depth, fusion_layer
-
-        def in_dim(l, d_in):
-            return d_in if l == 1 else dims[l - 1]
-
         if init == "aligned":
-            return cls._aligned(key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope)
+            return cls._aligned(
+                key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope
+            )
+        return cls._gaussian(key, dims, L, Lf, d_A, d_B, u0, init, activation, negative_slope)
 
+    @classmethod
+    def _gaussian(cls, key, dims, L, Lf, d_A, d_B, u0, init, activation, negative_slope):
+        """The "random" and "entrywise" schemes (module docstring)."""
         keys = iter(jax.random.split(key, 2 * L + 2))
+
+        def in_dim(k, d_in):
+            return d_in if k == 1 else dims[k - 1]
 
         def gauss(shape, std):
             return std * jax.random.normal(next(keys), shape)
@@ -226,14 +217,23 @@ class FusionDLN(eqx.Module):
                 return u0
             return factor * u0 / math.sqrt(shape[0] * shape[1])
 
-        branch_A = tuple(gauss(s, std_for(s, 1.0)) for s in [(dims[l], in_dim(l, d_A)) for l in range(1, Lf)])
-        branch_B = tuple(gauss(s, std_for(s, 1.0)) for s in [(dims[l], in_dim(l, d_B)) for l in range(1, Lf)])
+        branch_A = tuple(
+            gauss(s, std_for(s, 1.0)) for s in [(dims[k], in_dim(k, d_A)) for k in range(1, Lf)]
+        )
+        branch_B = tuple(
+            gauss(s, std_for(s, 1.0)) for s in [(dims[k], in_dim(k, d_B)) for k in range(1, Lf)]
+        )
         fa_shape, fb_shape = (dims[Lf], in_dim(Lf, d_A)), (dims[Lf], in_dim(Lf, d_B))
         full_shape = (dims[Lf], fa_shape[1] + fb_shape[1])
         fstd = std_for(full_shape, math.sqrt(2.0))
         fusion_A, fusion_B = gauss(fa_shape, fstd), gauss(fb_shape, fstd)
-        shared = tuple(gauss((dims[l], dims[l - 1]), std_for((dims[l], dims[l - 1]), math.sqrt(2.0))) for l in range(Lf + 1, L + 1))
-        return cls(branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope)
+        shared = tuple(
+            gauss((dims[k], dims[k - 1]), std_for((dims[k], dims[k - 1]), math.sqrt(2.0)))
+            for k in range(Lf + 1, L + 1)
+        )
+        return cls(
+            branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope
+        )
 
     @classmethod
     def _aligned(cls, key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope):
@@ -242,10 +242,10 @@ class FusionDLN(eqx.Module):
             # Directions of the solution W* = Sigma_yx Sigma_xx^+: output along its top left
             # singular vector, inputs along its modality blocks. A rank-one branch cannot change
             # sign, so aligning with W* (not with the initial drive Sigma_yx, which differs in
-            # sign when Sigma_yxB < 0, digest 2.3) is what lets the path reach the solution: the
-            # branch then shrinks and regrows, as in the signed theory.
+            # sign when Sigma_yxB < 0, docs/theory.md §2) is what lets the path reach the
+            # solution: the branch then shrinks and regrows, as in the signed theory.
             w_star = align_to.optimal_weights()
-            u_svd, _, _ = jnp.linalg.svd(w_star, full_matrices=False)
+            u_svd, _, _ = _linalg.svd(w_star)
             q_out = u_svd[:, 0]
             q_out = q_out * jnp.where(jnp.sum(q_out) < 0, -1.0, 1.0)
 
@@ -259,16 +259,20 @@ class FusionDLN(eqx.Module):
             q_out, v_A, v_B = _unit(ko, dims[L]), _unit(kA, d_A), _unit(kB, d_B)
         hkeys = iter(jax.random.split(kh, 2 * L + 2))
         # Hidden unit vectors: per-branch below the fusion layer, shared above it.
-        q_A = [v_A] + [_unit(next(hkeys), dims[l]) for l in range(1, Lf)]
-        q_B = [v_B] + [_unit(next(hkeys), dims[l]) for l in range(1, Lf)]
-        q_sh = {l: _unit(next(hkeys), dims[l]) for l in range(Lf, L)}
+        q_A = [v_A] + [_unit(next(hkeys), dims[k]) for k in range(1, Lf)]
+        q_B = [v_B] + [_unit(next(hkeys), dims[k]) for k in range(1, Lf)]
+        q_sh = {k: _unit(next(hkeys), dims[k]) for k in range(Lf, L)}
         q_sh[L] = q_out
-        branch_A = tuple(u0 * jnp.outer(q_A[l], q_A[l - 1]) for l in range(1, Lf))
-        branch_B = tuple(u0 * jnp.outer(q_B[l], q_B[l - 1]) for l in range(1, Lf))
+        branch_A = tuple(u0 * jnp.outer(q_A[k], q_A[k - 1]) for k in range(1, Lf))
+        branch_B = tuple(u0 * jnp.outer(q_B[k], q_B[k - 1]) for k in range(1, Lf))
         fusion_A = u0 * jnp.outer(q_sh[Lf], q_A[Lf - 1])
         fusion_B = u0 * jnp.outer(q_sh[Lf], q_B[Lf - 1])
-        shared = tuple(jnp.sqrt(2.0) * u0 * jnp.outer(q_sh[l], q_sh[l - 1]) for l in range(Lf + 1, L + 1))
-        return cls(branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope)
+        shared = tuple(
+            jnp.sqrt(2.0) * u0 * jnp.outer(q_sh[k], q_sh[k - 1]) for k in range(Lf + 1, L + 1)
+        )
+        return cls(
+            branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope
+        )
 
     # ---- shapes -------------------------------------------------------------------------------
     @property
@@ -289,11 +293,7 @@ class FusionDLN(eqx.Module):
 
     # ---- maps ---------------------------------------------------------------------------------
     def _act(self, h):
-        if self.activation == "linear":
-            return h
-        if self.activation == "relu":
-            return jax.nn.relu(h)
-        return jax.nn.leaky_relu(h, self.negative_slope)
+        return activate(h, self.activation, self.negative_slope)
 
     def __call__(self, x_A: Float[Array, " dA"], x_B: Float[Array, " dB"]) -> Float[Array, " o"]:
         """Forward pass on one sample (vmap for a batch of samples)."""
@@ -309,7 +309,7 @@ class FusionDLN(eqx.Module):
 
     def effective_weights(self) -> tuple[Float[Array, "o dA"], Float[Array, "o dB"]]:
         """(W_A^tot, W_B^tot): products of the layers, multiplied from the output side
-        (row order: O(o * params) work, cheap in reverse mode when o is small; stack notes 2.4).
+        (row order: O(o * params) work, cheap in reverse mode when o is small).
 
         For a nonlinear network this is the product of the weights ignoring the activation
         (the authors' `unpack_weights`), not the network's function; see
@@ -332,3 +332,42 @@ class FusionDLN(eqx.Module):
         """[W_A^tot, W_B^tot] concatenated along the input axis."""
         w_A, w_B = self.effective_weights()
         return jnp.concatenate([w_A, w_B], axis=-1)
+
+
+def fusion_forward(
+    net: FusionDLN,
+    x_A: Float[Array, "n dA"],
+    x_B: Float[Array, "n dB"],
+    drop: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
+    replace: tuple | None = None,
+):
+    """Batched forward pass with the modalities' fused contributions dropped or replaced, for
+    the greedy-learning diagnostics (Wu et al. 2022; docs/theory.md §6).
+
+    The single head's "branch 0" is modality A's path and its cross-modal input is B's fused
+    contribution c0 = W_B^{L_f} h_B (branch 1: c1 = W_A^{L_f} h_A, A's contribution). With
+    drop weights `drop = (w0, w1)` (0 or 1 in practice; may be traced) the fusion layer's
+    output is ``(1 - w1) c1 + w1 r1 + (1 - w0) c0 + w0 r0``, with r_k = `replace[k][0]` (one
+    vector per fusion point; zeros when `replace` or `replace[k]` is None). A weight of exactly
+    1 gives the dropped path exactly zero gradient.
+
+    Returns `((y,), (means_into_0, means_into_1))`: the head's output `(n, o)` as a 1-tuple and
+    the batch means of the *actual* cross-modal inputs `((mean c0,), (mean c1,))`, from which
+    training means and running means are built (the same layout as
+    `TwoHeadFusionNet.forward`).
+    """
+    h_A, h_B = x_A, x_B
+    for w in net.branch_A:
+        h_A = net._act(h_A @ w.T)
+    for w in net.branch_B:
+        h_B = net._act(h_B @ w.T)
+    c0 = h_B @ net.fusion_B.T  # B's fused contribution: the cross-modal input of branch 0 (A)
+    c1 = h_A @ net.fusion_A.T
+    r0, r1 = (None, None) if replace is None else replace
+    sub0 = 0.0 if r0 is None else r0[0]
+    sub1 = 0.0 if r1 is None else r1[0]
+    w0, w1 = drop
+    h = (1.0 - w1) * c1 + w1 * sub1 + (1.0 - w0) * c0 + w0 * sub0
+    for w in net.shared:
+        h = net._act(h) @ w.T
+    return (h,), ((jnp.mean(c0, axis=0),), (jnp.mean(c1, axis=0),))

@@ -1,7 +1,8 @@
 """Reduced (rank-one) gradient flow of a balanced fusion network with scalar output.
 
-The deep theory (Zhang et al. 2024; digest 2.6) assumes balanced, aligned layers: every branch
-layer of modality m and m's block of the fusion layer have scale u_m, the shared layers scale v,
+The deep theory (Zhang et al. 2024; docs/theory.md §3) assumes balanced, aligned layers: every
+branch layer of modality m and m's block of the fusion layer have scale u_m, the shared layers
+scale v,
 with v^2 = u_A^2 + u_B^2. This module integrates that reduced system with the **full error
 term** e = Sigma_yx - W Sigma_xx (the closed forms keep only its initial value Sigma_yx before
 t_A and its plateau value after), so it is valid at any u0, and its u0 -> 0 limit is the
@@ -29,7 +30,8 @@ with scalar output, vector modalities included (the directions r_m rotate); for 
 the directions are fixed signs. `FusionDLN.init(..., init="aligned", align_to=stats)` is such
 an initialization (r_m along W*_m), so the full simulation and `reduced_flow` agree to
 integration tolerance (tests/test_reduced_dynamics.py). A random Gaussian initialization is
-neither balanced nor rank one, which is the gap digest open point 1 describes.
+neither balanced nor rank one: the gap between random-init simulations and the deep formula
+(docs/theory.md §3, "Aligned vs random initialization").
 
 **Numerics.** For L_f >= 2 the state is (ln u_m, r_m) per modality: ln u_m keeps full relative
 precision while a scale shrinks to 1e-30 and below (B's scale decays during phase 1 when its
@@ -48,11 +50,21 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._training import horizon_at_scale
-from ._validation import check_positive
+from ._config import SolverConfig, check_t_min_fraction, solver_config
 from ._network import FusionDLN
+from ._solve import (
+    call,
+    convergence_event,
+    integrate_with,
+    resolve_batch,
+    save_grid,
+    saved_to_end,
+    segment_status,
+)
 from ._statistics import Statistics
-from ._trajectory import Trajectory, fill_after_end, run_status
+from ._training import horizon_at_scale
+from ._trajectory import Trajectory
+from ._validation import check_choice, check_positive, check_structure
 
 __all__ = [
     "ReducedState",
@@ -105,8 +117,7 @@ def reduced_initial_state(
     then to the first basis vector. Works on batched statistics and u0.
     """
     _require_scalar_output(stats.d_out)
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}.")
+    check_choice("direction", direction, DIRECTIONS)
     u0 = jnp.asarray(check_positive("init_scale (u0)", init_scale), dtype=float)
     w_star = stats.optimal_weights()[..., 0, :]
     drive = stats.sigma_yx[..., 0, :]
@@ -238,25 +249,25 @@ def _horizon(stats: Statistics, state: ReducedState, L, Lf):
     return horizon_at_scale(stats, u, L)
 
 
-class _Config(eqx.Module):
+class _Solve(eqx.Module):
+    """One member's reduced solve as a hashable callable (static configuration) for
+    `_solve.call`; `early` (L_f = 1) selects the linear representation of the state."""
+
+    cfg: SolverConfig = eqx.field(static=True)
     early: bool = eqx.field(static=True)
-    n_save: int = eqx.field(static=True)
     t_min_fraction: float = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float | None = eqx.field(static=True)
-    converge_rtol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    solver: diffrax.AbstractSolver = eqx.field(static=True)
+
+    def __call__(self, stats, state, t_max, structure):
+        return _solve_one(stats, state, t_max, structure, self)
 
 
 def _solve_one(
-    stats: Statistics, state: ReducedState, t_max, structure, cfg: _Config
+    stats: Statistics, state: ReducedState, t_max, structure, opts: _Solve
 ) -> Trajectory:
-    from ._gradient_flow import save_grid
-
+    cfg, early = opts.cfg, opts.early
     L, Lf = structure  # traced floats: one compiled solver serves every (L, L_f >= 2)
-    weights, vector_field = _make_vector_field(stats, L, Lf, state.offset, cfg.early)
-    y0 = _to_internal(state, cfg.early)
+    weights, vector_field = _make_vector_field(stats, L, Lf, state.offset, early)
+    y0 = _to_internal(state, early)
 
     def loss_fn(y):
         return stats.loss(weights(y))
@@ -266,79 +277,38 @@ def _solve_one(
         return w, w_dot, loss_fn(y)
 
     l_star = stats.min_loss()
-    gap0 = loss_fn(y0) - l_star
-
-    def converged(t, y, args, **kwargs):
-        return loss_fn(y) - l_star <= cfg.converge_rtol * gap0
-
+    event = convergence_event(loss_fn, l_star, loss_fn(y0) - l_star, cfg.converge_rtol)
     if t_max is None:
         t_max = _horizon(stats, state, L, Lf)
     t_max = jnp.asarray(t_max, dtype=float)
-    ts = save_grid(t_max, cfg.n_save, cfg.t_min_fraction)
+    ts = save_grid(t_max, cfg.n_save, opts.t_min_fraction)
     if cfg.atol is not None:
         atol = cfg.atol
-    elif cfg.early:
+    elif early:
         atol = 1e-12 * jnp.minimum(jnp.linalg.norm(state.rho_A), jnp.linalg.norm(state.rho_B))
     else:
         atol = 1e-12
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field),
-        cfg.solver,
-        t0=jnp.zeros((), ts.dtype),
-        t1=t_max,
-        dt0=None,
-        y0=y0,
-        saveat=diffrax.SaveAt(
-            subs=[diffrax.SubSaveAt(ts=ts, fn=summary), diffrax.SubSaveAt(t1=True)]
-        ),
-        stepsize_controller=diffrax.PIDController(rtol=cfg.rtol, atol=atol),
-        event=diffrax.Event(converged),
-        max_steps=cfg.max_steps,
-        throw=False,
-        adjoint=diffrax.ForwardMode(),
-    )
-    (w, w_dot, lss), y_end = sol.ys
-    y_end = jax.tree.map(lambda a: a[0], y_end)
-    t_end = sol.ts[1][0]
-    w_end, _, l_end = summary(t_end, y_end, None)
-    w, w_dot, lss = fill_after_end(jnp.isfinite(sol.ts[0]), w, w_dot, lss, w_end, l_end)
-    if cfg.early:
+    seg = integrate_with(cfg, vector_field, y0, 0.0, t_max, ts, summary, atol=atol, event=event)
+    w, w_dot, lss = saved_to_end(seg, summary)
+    y_end = seg.y_end
+    if early:
         rho_A, rho_B = y_end
     else:
         rho_A = jnp.exp(y_end[0]) * y_end[1] / jnp.linalg.norm(y_end[1])
         rho_B = jnp.exp(y_end[2]) * y_end[3] / jnp.linalg.norm(y_end[3])
     finite = jnp.all(jnp.isfinite(w)) & jnp.all(jnp.isfinite(lss))
-    status = run_status(
-        invalid=False,
-        non_finite=~finite,
-        diverged=False,
-        step_budget=sol.result == diffrax.RESULTS.max_steps_reached,
-        not_converged=sol.result != diffrax.RESULTS.event_occurred,
-    )
     return Trajectory(
         ts=ts,
         weights=w,
         weights_dot=w_dot,
         loss=lss,
-        t_end=t_end,
-        status=status,
-        num_steps=sol.stats["num_steps"],
+        t_end=seg.t_end,
+        status=segment_status(seg, valid=jnp.asarray(True), finite=finite),
+        num_steps=seg.num_steps,
         final=ReducedState(rho_A, rho_B, state.offset),
         d_A=stats.d_A,
         method="reduced",
     )
-
-
-@eqx.filter_jit
-def _solve_jit(stats, state, t_max, structure, cfg):
-    return _solve_one(stats, state, t_max, structure, cfg)
-
-
-@eqx.filter_jit
-def _solve_batch_jit(stats, state, t_max, structure, cfg, s_axis, t_axis):
-    return eqx.filter_vmap(
-        lambda s, st, t: _solve_one(s, st, t, structure, cfg), in_axes=(s_axis, 0, t_axis)
-    )(stats, state, t_max)
 
 
 def reduced_flow(
@@ -366,8 +336,8 @@ def reduced_flow(
     - `depth`, `fusion_layer`: L and L_f.
     - `init_scale` (u0, scalar or one per member) with `direction`, or an explicit `state`
       (e.g. `reduced_state_from_network(net)`); see `reduced_initial_state`.
-    - `t_max`, `n_save`, `t_min_fraction`, `converge_rtol`, `max_steps`: as in
-      `multimodal_dln._gradient_flow` (same log-spaced save grid and convergence event, so
+    - `t_max`, `n_save`, `t_min_fraction`, `converge_rtol`, `max_steps`, `solver`: as in
+      `multimodal_dln.gradient_flow` (same log-spaced save grid and convergence event, so
       `multimodal_dln.measure` applies unchanged and a run with the same `t_max` is sampled at
       the same times as the network's).
     - `rtol`, `atol`: controller tolerances (default atol: 1e-12 on the O(1) log-scale and
@@ -375,53 +345,30 @@ def reduced_flow(
 
     **Returns:** a `Trajectory` of the effective weights, with `final` the final `ReducedState`.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth (L) must be a positive integer; got {depth!r}.")
-    if (
-        isinstance(fusion_layer, bool)
-        or not isinstance(fusion_layer, int)
-        or not 1 <= fusion_layer <= depth
-    ):
-        raise ValueError(
-            f"fusion_layer (L_f) must be an integer in [1, depth] = [1, {depth}]; "
-            f"got {fusion_layer!r}."
-        )
+    depth, fusion_layer = check_structure(depth, fusion_layer)
     _require_scalar_output(stats.d_out)
     if (init_scale is None) == (state is None):
         raise ValueError("pass exactly one of init_scale (with direction) and state.")
-    n_save = int(n_save)
-    if n_save < 3:
-        raise ValueError(f"n_save must be >= 3; got {n_save}.")
-    for name, v in (("rtol", rtol), ("converge_rtol", converge_rtol)):
-        if not (0 < v < 1):
-            raise ValueError(f"{name} must be in (0, 1); got {v!r}.")
+    cfg = solver_config(n_save, rtol, atol, converge_rtol, max_steps, solver)
+    opts = _Solve(cfg, fusion_layer == 1, check_t_min_fraction(t_min_fraction))
     if state is None:
         state = reduced_initial_state(stats, init_scale, direction=direction)
     if t_max is not None:
         t_max = check_positive("t_max", jnp.asarray(t_max, dtype=float))
-    cfg = _Config(
-        fusion_layer == 1,
-        n_save,
-        t_min_fraction,
-        rtol,
-        atol,
-        converge_rtol,
-        max_steps,
-        solver or diffrax.Tsit5(),
-    )
     # L and L_f enter only as exponents: traced, so one compilation serves all structures.
     structure = (jnp.asarray(depth, dtype=float), jnp.asarray(fusion_layer, dtype=float))
-    s_batched = stats.sigma_xx.ndim == 3
-    st_batched = state.rho_A.ndim == 2
     if stats.sigma_xx.ndim > 3 or state.rho_A.ndim > 2:
         raise ValueError("statistics and states may carry at most one leading batch axis.")
-    if not (s_batched or st_batched):
-        return dataclasses.replace(_solve_jit(stats, state, t_max, structure, cfg), fusion_layer=fusion_layer)
-    n = stats.sigma_xx.shape[0] if s_batched else state.rho_A.shape[0]
-    if st_batched and state.rho_A.shape[0] != n:
-        raise ValueError(f"batch sizes differ: {n} statistics but {state.rho_A.shape[0]} states.")
-    if not st_batched:
-        state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)), state)
-    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
-    traj = _solve_batch_jit(stats, state, t_max, structure, cfg, 0 if s_batched else None, t_axis)
+    batch, (s_axis, st_axis) = resolve_batch(
+        [
+            ("statistics", stats.sigma_xx.shape[0] if stats.sigma_xx.ndim == 3 else None),
+            ("states", state.rho_A.shape[0] if state.rho_A.ndim == 2 else None),
+        ]
+    )
+    axes = None
+    if batch is not None:
+        if st_axis is None:
+            state = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + jnp.shape(a)), state)
+        axes = (s_axis, 0, None if t_max is None or jnp.ndim(t_max) == 0 else 0, None)
+    traj = call(opts, (stats, state, t_max, structure), axes)
     return dataclasses.replace(traj, fusion_layer=fusion_layer)  # static: known here, traced inside

@@ -26,10 +26,14 @@ def resolve_mesh(shard, batch: int | None):
         return None
     if isinstance(shard, jax.sharding.Mesh):
         if shard.axis_names != (AXIS,):
-            raise ValueError(f"shard mesh must be 1-D with axis name {AXIS!r}; got axes {shard.axis_names}.")
+            raise ValueError(
+                f"shard mesh must be 1-D with axis name {AXIS!r}; got axes {shard.axis_names}."
+            )
         return shard if shard.size > 1 else None
     if shard not in ("auto", True):
-        raise ValueError(f"shard must be 'auto', True, False or a jax.sharding.Mesh; got {shard!r}.")
+        raise ValueError(
+            f"shard must be 'auto', True, False or a jax.sharding.Mesh; got {shard!r}."
+        )
     n = jax.device_count()
     if n == 1:
         return None
@@ -101,5 +105,7 @@ def _sharded_call(fn, mesh, axes, dyn, stat):
     out_dyn = mapped(*dyn)
     # Non-array parts of the output, from a shape-only trace on unsharded abstract inputs.
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), dyn)
-    out_static = eqx.partition(eqx.filter_eval_shape(fn, *eqx.combine(abstract, stat)), eqx.is_array)[1]
+    out_static = eqx.partition(
+        eqx.filter_eval_shape(fn, *eqx.combine(abstract, stat)), eqx.is_array
+    )[1]
     return eqx.combine(out_dyn, out_static)

@@ -5,17 +5,15 @@ For a linear map y_hat = W x (no biases, inputs with zero mean) the loss
     L(W) = 1/2 E||y - W x||^2 = 1/2 (tr Sigma_yy - 2 tr(W Sigma_yx^T) + tr(W Sigma_xx W^T))
 
 and its gradient dL/dW = -(Sigma_yx - W Sigma_xx) depend on the data only through the second
-moments (Zhang et al. 2024, Sec. 2; digest 1.3). `Statistics` holds them, with x = [x_A; x_B]
+moments (Zhang et al. 2024; docs/theory.md §1). `Statistics` holds them, with x = [x_A; x_B]
 split into the two modality blocks
 
     Sigma_xx = [[Sigma_A, Sigma_AB], [Sigma_BA, Sigma_B]],   Sigma_yx = [Sigma_yxA, Sigma_yxB].
 
 A `Statistics` is a pytree of arrays (the modality split `d_A` is static), so `jax.vmap` over the
-constructors gives a batch of statistics with a leading axis on every array.
-
-Bad values raise a one-line `ValueError` when concrete. Traced (inside `jit`/`vmap`), a member
-built from bad values comes out all-NaN instead, and `statistics_valid` flags it, so one bad
-member does not fail a whole batch.
+constructors gives a batch of statistics with a leading axis on every array. Bad values raise a
+one-line `ValueError` when concrete; traced (inside `jit`/`vmap`), a member built from bad values
+comes out all-NaN and `statistics_valid` flags it, so one bad member does not fail a batch.
 """
 
 from __future__ import annotations
@@ -26,14 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
+from . import _linalg
 from ._validation import (
     _show,
     as_int,
-    check,
+    broadcast_members,
     check_finite,
+    check_finite_members,
     check_open_interval,
     check_positive,
     check_positive_int,
+    check_sample_counts,
+    check_scalar,
     is_traced,
     psd_ok,
     require_real,
@@ -44,7 +46,7 @@ __all__ = ["Statistics", "statistics_valid", "validate_statistics"]
 
 def _pinv_psd(m: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
     """Moore-Penrose pseudo-inverse of a symmetric PSD matrix (plain inverse when full rank)."""
-    return jnp.linalg.pinv(m, hermitian=True)
+    return _linalg.pinv_hermitian(m)
 
 
 class Statistics(eqx.Module):
@@ -123,16 +125,18 @@ class Statistics(eqx.Module):
     def sigma_yxB(self) -> Float[Array, "*batch o dB"]:
         return self.sigma_yx[..., self.d_A :]
 
-    # ---- derived quantities (digest 2.1) --------------------------------------------------------
+    # ---- derived quantities (docs/theory.md §2) ------------------------------------------------
     def loss(self, w_tot: Float[Array, "*batch o d"]) -> Float[Array, "*batch"]:
-        """L(W) = 1/2 (tr Sigma_yy - 2 tr(W Sigma_yx^T) + tr(W Sigma_xx W^T)) (digest 1.3)."""
+        """L(W) = 1/2 (tr Sigma_yy - 2 tr(W Sigma_yx^T) + tr(W Sigma_xx W^T)) (docs/theory.md
+        §1)."""
         t_yy = jnp.trace(self.sigma_yy, axis1=-2, axis2=-1)
         t_yx = jnp.sum(w_tot * self.sigma_yx, axis=(-2, -1))
         t_xx = jnp.sum((w_tot @ self.sigma_xx) * w_tot, axis=(-2, -1))
         return 0.5 * (t_yy - 2.0 * t_yx + t_xx)
 
     def optimal_weights(self) -> Float[Array, "*batch o d"]:
-        """W* = Sigma_yx Sigma_xx^+ (the minimum-norm least-squares solution; M_* in digest 2.1)."""
+        """W* = Sigma_yx Sigma_xx^+ (the minimum-norm least-squares solution; the fixed point M_* of
+        Zhang et al. 2024, docs/theory.md §2)."""
         return self.sigma_yx @ _pinv_psd(self.sigma_xx)
 
     def min_loss(self) -> Float[Array, "*batch"]:
@@ -147,11 +151,9 @@ class Statistics(eqx.Module):
             return self.sigma_yxB @ _pinv_psd(self.sigma_B)
         raise ValueError(f"modality must be 'A' or 'B'; got {modality!r}.")
 
-    def concat(self, w_A: Float[Array, "*batch o dA"], w_B: Float[Array, "*batch o dB"]):
-        return jnp.concatenate([w_A, w_B], axis=-1)
-
     def generalization_error(self, w_tot: Float[Array, "*batch o d"]) -> Float[Array, "*batch"]:
-        """E_g = 1/2 tr((W - W*) Sigma_xx (W - W*)^T) with W* = `optimal_weights()` (digest 2.8).
+        """E_g = 1/2 tr((W - W*) Sigma_xx (W - W*)^T) with W* = `optimal_weights()` (Zhang et
+        al. 2024; docs/theory.md §5).
 
         Call it on the *population* statistics to measure generalization; label noise is excluded.
         """
@@ -169,7 +171,7 @@ class Statistics(eqx.Module):
         w_A: ArrayLike = 1.0,
         w_B: ArrayLike = 1.0,
     ) -> Statistics:
-        """The paper's toy data (digest 1.1): scalar modalities with
+        """The paper's toy data (Zhang et al. 2024; docs/theory.md §1): scalar modalities with
 
             Var(x_A) = ratio^2, Var(x_B) = 1, Corr(x_A, x_B) = rho,  y = w_A x_A + w_B x_B + noise,
 
@@ -186,8 +188,9 @@ class Statistics(eqx.Module):
         w = jnp.stack([w_A, w_B], axis=-1)[..., None, :]
         sigma_yx = w @ sigma_xx
         sigma_yy = w @ sigma_xx @ jnp.swapaxes(w, -1, -2) + (noise**2)[..., None, None]
-        moments = (sigma_xx, sigma_yx, sigma_yy)
-        moments = _finite_members(moments, lambda bad: _toy_overflow(args, bad))
+        moments = check_finite_members(
+            (sigma_xx, sigma_yx, sigma_yy), lambda bad: _toy_overflow(args, bad)
+        )
         return cls(*moments, d_A=1)
 
     @classmethod
@@ -203,15 +206,15 @@ class Statistics(eqx.Module):
         df: int | None = None,
         noise: ArrayLike = 0.0,
     ) -> Statistics:
-        """Random statistics as in the paper's random-covariance experiment (digest 1.1 'rand_sweep').
+        """Random statistics as in the paper's random-covariance experiment (the authors'
+        `rand_sweep`; docs/theory.md §1).
 
         Sigma_xx ~ InvWishart(df, Psi) with Psi = diag(scale_A I_{d_A}, scale_B I_{d_B}) and
         df = d + 2 by default (so E[Sigma_xx] = Psi); teacher W* ~ Uniform(-1, 1)^{o x d};
         y = W* x + noise, noise ~ N(0, noise^2 I). One member: vmap over keys (and scales) for
         a batch.
         """
-        named = (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
-        d_A, d_B, d_out = (check_positive_int(n, v) for n, v in named)
+        d_A, d_B, d_out = map(check_positive_int, ("d_A", "d_B", "d_out"), (d_A, d_B, d_out))
         d = d_A + d_B
         df_int = d + 2 if df is None else as_int(df)
         if df_int is None or df_int <= d - 1:
@@ -219,25 +222,26 @@ class Statistics(eqx.Module):
                 f"df (inverse-Wishart degrees of freedom) must be an integer > d - 1 = {d - 1}; "
                 f"got {_show(df)}."
             )
-        scale_A = _scalar("scale_A", check_positive("scale_A", scale_A))
-        scale_B = _scalar("scale_B", check_positive("scale_B", scale_B))
-        noise = _scalar("noise", check_positive("noise", noise, allow_zero=True))
+        scale_A = check_scalar("scale_A", check_positive("scale_A", scale_A))
+        scale_B = check_scalar("scale_B", check_positive("scale_B", scale_B))
+        noise = check_scalar("noise", check_positive("noise", noise, allow_zero=True))
         k_w, k_t = jax.random.split(key)
         psi_diag = jnp.concatenate(
             [jnp.full((d_A,), scale_A, dtype=float), jnp.full((d_B,), scale_B, dtype=float)]
         )
         # Sigma^-1 ~ Wishart(df, Psi^-1): a sum of df outer products of N(0, Psi^-1) vectors.
         g = jax.random.normal(k_w, (df_int, d)) / jnp.sqrt(psi_diag)
-        precision = g.T @ g
-        sigma_xx = jnp.linalg.inv(precision)
+        sigma_xx = _linalg.inv(g.T @ g)
         sigma_xx = 0.5 * (sigma_xx + sigma_xx.T)
         w_star = jax.random.uniform(k_t, (d_out, d), minval=-1.0, maxval=1.0)
         sigma_yx = w_star @ sigma_xx
         sigma_yy = w_star @ sigma_xx @ w_star.T + noise**2 * jnp.eye(d_out)
-        moments = _finite_members(
+        moments = check_finite_members(
             (sigma_xx, sigma_yx, sigma_yy),
-            lambda bad: f"scale_A = {_show(scale_A)}, scale_B = {_show(scale_B)} and noise = "
-            f"{_show(noise)} give non-finite statistics (overflow); lower them.",
+            lambda bad: (
+                f"scale_A = {_show(scale_A)}, scale_B = {_show(scale_B)} and noise = "
+                f"{_show(noise)} give non-finite statistics (overflow); lower them."
+            ),
         )
         return cls(*moments, d_A=d_A)
 
@@ -253,25 +257,20 @@ class Statistics(eqx.Module):
 
         A non-finite sample raises (naming the array and the sample) when concrete; traced, it
         gives all-NaN statistics, which `statistics_valid` flags."""
-        for name, a in (("x_A", x_A), ("x_B", x_B), ("y", y)):
+        names = ("x_A", "x_B", "y")
+        for name, a in zip(names, (x_A, x_B, y)):
             require_real(name, a, "a finite real array of samples")
         x_A, x_B, y = (jnp.asarray(a, dtype=float) for a in (x_A, x_B, y))
         x_A, x_B, y = (a[:, None] if a.ndim == 1 else a for a in (x_A, x_B, y))
-        for name, a in (("x_A", x_A), ("x_B", x_B), ("y", y)):
+        for name, a in zip(names, (x_A, x_B, y)):
             if a.ndim != 2:
                 raise ValueError(
                     f"{name} must be an (n,) or (n, k) array of samples; got shape {a.shape}."
                 )
-        n = x_A.shape[0]
-        if x_B.shape[0] != n or y.shape[0] != n:
-            raise ValueError(
-                f"x_A, x_B and y must have the same number of samples; got {x_A.shape[0]}, "
-                f"{x_B.shape[0]}, {y.shape[0]}."
-            )
-        named = (("x_A", x_A), ("x_B", x_B), ("y", y))
-        x_A, x_B, y = (check_finite(nm, a, label="sample") for nm, a in named)
+        n = check_sample_counts(x_A, x_B, y)
+        x_A, x_B, y = (check_finite(nm, a, label="sample") for nm, a in zip(names, (x_A, x_B, y)))
         x = jnp.concatenate([x_A, x_B], axis=1)
-        moments = _finite_members(
+        moments = check_finite_members(
             (x.T @ x / n, y.T @ x / n, y.T @ y / n),
             "x_A, x_B and y give non-finite second moments (overflow in x^T x / n); "
             "rescale the samples.",
@@ -279,7 +278,6 @@ class Statistics(eqx.Module):
         return cls(*moments, d_A=x_A.shape[1])
 
 
-# ---- helpers for the constructors ----------------------------------------------------------------
 _TOY_NAMES = ("rho", "ratio", "noise", "w_A", "w_B")
 
 
@@ -292,67 +290,31 @@ def _toy_args(rho, ratio, noise, w_A, w_B):
         check_finite("w_A", w_A),
         check_finite("w_B", w_B),
     )
-    arrs = [jnp.asarray(v, dtype=float) for v in vals]
-    shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(_TOY_NAMES, arrs, strict=True))
-    try:
-        shape = jnp.broadcast_shapes(*(a.shape for a in arrs))
-    except ValueError:
-        raise ValueError(
-            f"rho, ratio, noise, w_A and w_B must broadcast to one shape; got shapes {shapes}."
-        ) from None
-    if len(shape) > 1:
-        raise ValueError(
-            f"rho, ratio, noise, w_A and w_B may carry at most one batch axis; got shapes {shapes}."
-        )
-    return tuple(jnp.broadcast_to(a, shape) for a in arrs)
+    return broadcast_members(_TOY_NAMES, [jnp.asarray(v, dtype=float) for v in vals])
 
 
 def _toy_overflow(args, bad) -> str:
     """Which toy parameter made the first bad member's moments overflow."""
     vals = [np.asarray(a) for a in args]
     i = tuple(int(k) for k in np.argwhere(bad)[0]) if np.ndim(bad) else ()
-
-    def at(name):
-        v = vals[_TOY_NAMES.index(name)][i]
-        return f"{name}{list(i) if i else ''} = {_show(v)}"
-
+    at = {n: f"{n}{list(i) if i else ''} = {_show(v[i])}" for n, v in zip(_TOY_NAMES, vals)}
     big = float(np.sqrt(np.finfo(vals[1].dtype).max))
     with np.errstate(over="ignore"):
-        if not np.isfinite(vals[1][i] ** 2):
-            return (
-                f"{at('ratio')} gives a non-finite Var(x_A) = ratio^2; ratio must be finite, > 0 "
-                f"and below {big:.3g}."
-            )
-        if not np.isfinite(vals[2][i] ** 2):
-            return (
-                f"{at('noise')} gives a non-finite label-noise variance noise^2; noise must be "
-                f"finite, >= 0 and below {big:.3g}."
-            )
+        square_ok = [bool(np.isfinite(vals[k][i] ** 2)) for k in (1, 2)]
+    if not square_ok[0]:
+        return f"{at['ratio']} gives a non-finite Var(x_A) = ratio^2; " + (
+            f"ratio must be finite, > 0 and below {big:.3g}."
+        )
+    if not square_ok[1]:
+        return f"{at['noise']} gives a non-finite label-noise variance noise^2; " + (
+            f"noise must be finite, >= 0 and below {big:.3g}."
+        )
     return (
-        f"{at('w_A')} and {at('w_B')} (with {at('ratio')}, {at('noise')}) give a non-finite "
+        f"{at['w_A']} and {at['w_B']} (with {at['ratio']}, {at['noise']}) give a non-finite "
         "E[y x] or E[y^2] (overflow); lower |w_A|, |w_B|, ratio or noise."
     )
 
 
-def _scalar(name, v):
-    if np.ndim(v) != 0:
-        raise ValueError(
-            f"{name} must be a scalar (vmap over keys and values for a batch); "
-            f"got shape {np.shape(v)}."
-        )
-    return v
-
-
-def _finite_members(moments, message):
-    """Eagerly: raise `message` if an entry overflowed. Traced: a member with any non-finite
-    entry becomes all-NaN (its other entries would look valid)."""
-    ok = jnp.ones(jnp.shape(moments[0])[:-2], dtype=bool)
-    for a in moments:
-        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
-    return check(moments, ~ok, message)
-
-
-# ---- value checks --------------------------------------------------------------------------------
 def label_noise_covariance(stats: Statistics) -> Float[Array, "*batch o o"]:
     """Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T, plus a 1e-9 (max|Sigma_yy| + 1) ridge per member
     (the tolerance for noiseless statistics, where it is zero up to round-off)."""
@@ -369,8 +331,15 @@ def _conditions(stats: Statistics, require_full_rank: bool = False):
         out.append((ok, lambda i, name=name: f"{name} contains NaN or inf; it must be finite"))
     kind = "positive definite" if require_full_rank else "positive semi-definite"
     ok, eig = psd_ok(stats.sigma_xx, semi=not require_full_rank)
-    out.append((ok, lambda i: f"sigma_xx (input covariance) must be symmetric and {kind} "
-                f"(smallest eigenvalue {float(np.asarray(eig)[i]):.3g})"))
+    out.append(
+        (
+            ok,
+            lambda i: (
+                f"sigma_xx (input covariance) must be symmetric and {kind} "
+                f"(smallest eigenvalue {float(np.asarray(eig)[i]):.3g})"
+            ),
+        )
+    )
     syy = stats.sigma_yy
     asym = jnp.max(jnp.abs(syy - jnp.swapaxes(syy, -1, -2)), axis=(-2, -1))
     sym = asym <= 1e-8 * jnp.max(jnp.abs(syy), axis=(-2, -1))
@@ -378,8 +347,15 @@ def _conditions(stats: Statistics, require_full_rank: bool = False):
     resid = label_noise_covariance(stats)
     resid = 0.5 * (resid + jnp.swapaxes(resid, -1, -2))
     ok, eig_r = psd_ok(resid, semi=True)
-    out.append((ok, lambda i: "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
-                f"must be positive semi-definite (smallest eigenvalue {float(eig_r[i]):.3g})"))
+    out.append(
+        (
+            ok,
+            lambda i: (
+                "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
+                f"must be positive semi-definite (smallest eigenvalue {float(eig_r[i]):.3g})"
+            ),
+        )
+    )
     return out
 
 

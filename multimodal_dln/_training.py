@@ -7,10 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._dataset import Dataset
+from . import _linalg
+from ._dataset import Dataset, dataset_valid
 from ._loss import linear_readout, loss
 from ._network import FusionDLN
-from ._statistics import Statistics, validate_statistics
+from ._solve import resolve_batch
+from ._statistics import Statistics, statistics_valid, validate_statistics
+from ._validation import check_finite
 
 
 def batch_ndim_net(net: FusionDLN) -> int:
@@ -40,9 +43,13 @@ def prepare(net: FusionDLN, objective):
             f"got {nb} on the network and {ob} on the objective (reshape to one axis first)."
         )
     if (nb and net.fusion_A.shape[0] == 0) or (ob and batch_size_objective(objective) == 0):
-        raise ValueError("the batch has 0 members (a leading axis of size 0); a batch needs at least one.")
-    d = (objective.d_A, objective.d_B, objective.d_out) if isinstance(objective, Statistics) else (
-        objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1]
+        raise ValueError(
+            "the batch has 0 members (a leading axis of size 0); a batch needs at least one."
+        )
+    d = (
+        (objective.d_A, objective.d_B, objective.d_out)
+        if isinstance(objective, Statistics)
+        else (objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1])
     )
     if d != (net.d_A, net.d_B, net.d_out):
         raise ValueError(
@@ -57,20 +64,18 @@ def prepare(net: FusionDLN, objective):
             )
         objective = validate_statistics(objective)
     else:
-        from ._validation import check_finite
-
         objective = Dataset(
-            check_finite("x_A", objective.x_A), check_finite("x_B", objective.x_B), check_finite("y", objective.y)
+            check_finite("x_A", objective.x_A),
+            check_finite("x_B", objective.x_B),
+            check_finite("y", objective.y),
         )
-    sizes = []
-    if nb:
-        sizes.append(net.fusion_A.shape[0])
-    if ob:
-        sizes.append(batch_size_objective(objective))
-    if len(set(sizes)) > 1:
-        raise ValueError(f"batch sizes differ: {sizes[0]} networks but {sizes[1]} statistics.")
-    batch = sizes[0] if sizes else None
-    return net, objective, batch, (0 if nb else None), (0 if ob else None)
+    batch, (net_axis, obj_axis) = resolve_batch(
+        [
+            ("networks", net.fusion_A.shape[0] if nb else None),
+            ("statistics", batch_size_objective(objective) if ob else None),
+        ]
+    )
+    return net, objective, batch, net_axis, obj_axis
 
 
 def batch_size_objective(objective) -> int:
@@ -85,13 +90,17 @@ def readout(net: FusionDLN, objective):
 
 
 def objective_valid(objective) -> jax.Array:
-    """Per-member validity of the data (traceable): see `_validation.statistics_valid`."""
-    from ._dataset import dataset_valid
-    from ._statistics import statistics_valid
-
+    """Per-member validity of the data (traceable): see `_statistics.statistics_valid`."""
     if isinstance(objective, Statistics):
         return statistics_valid(objective)
     return dataset_valid(objective)
+
+
+def member_valid(params, objective) -> jax.Array:
+    """One member's inputs are usable (traceable): valid data and finite initial weights."""
+    return objective_valid(objective) & jnp.all(
+        jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(params)])
+    )
 
 
 def safe_objective(objective, valid):
@@ -130,8 +139,9 @@ def default_horizon(net: FusionDLN, objective) -> jax.Array:
     """A generous upper estimate of the time to converge from this initialization.
 
     Escape from a saddle at per-layer scale u with drive s takes ~ln(1/u)/s (L = 2) or
-    u^{2-L}/((L-2) s) (L >= 3) (digest 2.2, 2.6). We take the slowest relevant drive (the
-    modality and residual correlations ||Sigma_yxm||, ||Sigma_yxB - W_A^uni Sigma_AB||, ...),
+    u^{2-L}/((L-2) s) (L >= 3) (Zhang et al. 2024; docs/theory.md §2-§3, §7). We take the
+    slowest relevant drive (the modality and residual correlations ||Sigma_yxm||,
+    ||Sigma_yxB - W_A^uni Sigma_AB||, ...),
     add the final linear convergence along the smallest eigen-direction of Sigma_xx, and a
     safety factor of 4. A member that has not converged by then is flagged, not silently kept.
     """
@@ -161,7 +171,7 @@ def horizon_at_scale(stats, u, L) -> jax.Array:
         deep = u ** (2 - L) / jnp.where(L > 2, (L - 2) * s, 1.0)
         return jnp.where(L == 1, 1.0 / s, jnp.where(L == 2, jnp.log(1.0 / u) / s, deep))
 
-    eig = jnp.linalg.eigvalsh(stats.sigma_xx)
+    eig = _linalg.eigvalsh(stats.sigma_xx)
     lam_max = eig[-1]
     lam_min = jnp.min(jnp.where(eig > 1e-10 * lam_max, eig, jnp.inf))
     w_scale = jnp.maximum(nrm(stats.optimal_weights()), 1e-3)

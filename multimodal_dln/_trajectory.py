@@ -19,11 +19,19 @@ from ._status import Status, describe
 __all__ = ["Trajectory", "fill_after_end", "hermite_interpolate", "run_status"]
 
 
-def run_status(*, invalid, non_finite, diverged, step_budget, not_converged) -> Int[Array, "*batch"]:
+def run_status(
+    *, invalid, non_finite, diverged, step_budget, not_converged
+) -> Int[Array, "*batch"]:
     """Combine per-member failure conditions into one `Status` code (the first that holds, in
     the order of the arguments; `Status.OK` when none does)."""
     conds = [invalid, non_finite, diverged, step_budget, not_converged]
-    codes = [Status.INVALID_INPUT, Status.NON_FINITE, Status.DIVERGED, Status.STEP_BUDGET, Status.NOT_CONVERGED]
+    codes = [
+        Status.INVALID_INPUT,
+        Status.NON_FINITE,
+        Status.DIVERGED,
+        Status.STEP_BUDGET,
+        Status.NOT_CONVERGED,
+    ]
     out = jnp.asarray(Status.OK, jnp.int32)
     for cond, code in reversed(list(zip(conds, codes, strict=True))):
         out = jnp.where(cond, jnp.asarray(code, jnp.int32), out)

@@ -1,7 +1,7 @@
 """A two-head fusion network: two branches that each predict, linked by additive cross-connections.
 
-This is the deep-linear (or ReLU) stand-in for the MMTM model of Wu et al. (2022) given in the
-greedy digest, section 4.2(b):
+This is the deep-linear (or ReLU) stand-in for the MMTM model of Wu et al. (2022, Fig. 1:
+two uni-modal branches linked by fusion layers; docs/theory.md §6):
 
 - branch 0 sees modality A (the paper's m0), branch 1 sees modality B (m1); each branch is a
   chain of L layers ``W^i_1 .. W^i_L`` whose last layer is that branch's head (output ŷ_i);
@@ -13,17 +13,17 @@ greedy digest, section 4.2(b):
 
   with h^0_0 = x_A, h^1_0 = x_B and h^i_l = act(pre^i_l) for l < L (ŷ_i = pre^i_L);
 - the model's prediction is the average ŷ = (ŷ0 + ŷ1)/2 and the training loss is the *sum* of the
-  branch losses (the authors' ``blend_loss``, digest 1.1).
+  branch losses (the authors' ``blend_loss``; docs/theory.md §6).
 
-Parameter groups for the conditional learning speed (digest 4.2(b)): θ_i = the branch-i layers
+Parameter groups for the conditional learning speed (docs/theory.md §6): θ_i = the branch-i layers
 (head included), θ'_i = the cross-connections *into* branch i, C^{(1-i)->i}. MMTM's
 multiplicative sigmoid gating has no linear analogue; the additive cross-terms are the nearest
 linear stand-in and carry every quantity of the paper over literally.
 
 The forward pass can *replace* the cross-terms into branch k by given constants (their training
-mean: the utilization rate's f_k', digest 1.3; or their detached running mean: a re-balancing
-step, digest 2.2). It returns the batch means of the actual cross-terms, from which those
-constants are built.
+mean: the conditional utilization rate's f_k'; or their detached running mean: a re-balancing
+step of balanced multi-modal learning; Wu et al. 2022, docs/theory.md §6). It returns the
+batch means of the actual cross-terms, from which those constants are built.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._validation import check_positive, check_positive_int
+from ._activations import activate, check_activation
+from ._validation import check_choice, check_positive, check_positive_int, check_widths
 
 __all__ = ["TwoHeadFusionNet"]
-
-_ACTIVATIONS = ("linear", "relu", "leaky_relu")
 
 
 class TwoHeadFusionNet(eqx.Module):
@@ -56,10 +55,10 @@ class TwoHeadFusionNet(eqx.Module):
     - `depth` (L), `fusion_layers` (sorted tuple in 1..L), `activation`, `negative_slope`.
     """
 
-    layers_0: tuple[Float[Array, "h_out h_in"], ...]
-    layers_1: tuple[Float[Array, "h_out h_in"], ...]
-    cross_10: tuple[Float[Array, "h_out h_in"], ...]
-    cross_01: tuple[Float[Array, "h_out h_in"], ...]
+    layers_0: tuple[Float[Array, "_h_out _h_in"], ...]
+    layers_1: tuple[Float[Array, "_h_out _h_in"], ...]
+    cross_10: tuple[Float[Array, "_h_out _h_in"], ...]
+    cross_01: tuple[Float[Array, "_h_out _h_in"], ...]
     depth: int = eqx.field(static=True)
     fusion_layers: tuple[int, ...] = eqx.field(static=True)
     activation: str = eqx.field(static=True, default="linear")
@@ -72,8 +71,7 @@ class TwoHeadFusionNet(eqx.Module):
             self.fusion_layers
         ):
             raise ValueError("cross_10 and cross_01 must hold one matrix per fusion layer.")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}; got {self.activation!r}.")
+        check_activation(self.activation)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -119,16 +117,9 @@ class TwoHeadFusionNet(eqx.Module):
         d_A, d_B, d_out = (
             check_positive_int(n, v) for n, v in (("d_A", d_A), ("d_B", d_B), ("d_out", d_out))
         )
-        if isinstance(width, int) and not isinstance(width, bool):
-            widths = (check_positive_int("width", width),) * (depth - 1)
-        else:
-            widths = tuple(check_positive_int("width", w) for w in width)
-            if len(widths) != depth - 1:
-                raise ValueError(f"width must be an int or {depth - 1} ints; got {width!r}.")
-        if init not in ("random", "entrywise"):
-            raise ValueError(f"init must be 'random' or 'entrywise'; got {init!r}.")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}; got {activation!r}.")
+        widths = check_widths(width, depth)
+        check_choice("init", init, ("random", "entrywise"))
+        check_activation(activation)
         u0 = jnp.asarray(check_positive("init_scale (u0)", init_scale), dtype=float)
         uc = (
             u0
@@ -167,11 +158,7 @@ class TwoHeadFusionNet(eqx.Module):
         return self.activation == "linear"
 
     def _act(self, h):
-        if self.activation == "linear":
-            return h
-        if self.activation == "relu":
-            return jax.nn.relu(h)
-        return jax.nn.leaky_relu(h, self.negative_slope)
+        return activate(h, self.activation, self.negative_slope)
 
     # ---- maps ---------------------------------------------------------------------------------
     def forward(

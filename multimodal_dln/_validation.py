@@ -2,46 +2,56 @@
 
 Concrete values (Python numbers, NumPy arrays, un-traced JAX arrays) are checked at once and
 raise `ValueError` naming the parameter, the allowed values and what was given; for an array
-the message names the first bad member (``rho[2] = 1.2: ...``) and how many are bad. Traced values (inside `jax.jit`/`jax.vmap`) cannot be inspected in Python, so
-`check` returns them with NaN in place of every bad entry: one bad member of a vmapped batch
-then gives NaN results for that member only, which the solvers flag, while the other members are
-computed exactly as before (no `eqx.error_if`, which would fail the whole batch).
+the message names the first bad member (``rho[2] = 1.2: ...``) and how many are bad. Traced
+values (inside `jax.jit`/`jax.vmap`) cannot be inspected in Python, so `check` returns them
+with NaN in place of every bad entry: one bad member of a vmapped batch then gives NaN results
+for that member only, which the solvers flag, while the other members are computed exactly as
+before (no `eqx.error_if`, which would fail the whole batch).
+
+Static options (Python numbers fixed at compile time, e.g. solver tolerances) are checked by
+`check_option_open` / `check_option_min`; structural integers by `check_positive_int`,
+`check_structure` and `check_widths`.
 """
 
 from __future__ import annotations
 
-import math
 import operator
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _linalg
+
 __all__ = [
+    "broadcast_members",
     "check",
+    "check_choice",
     "check_dtype",
     "check_finite",
+    "check_finite_members",
     "check_open_interval",
+    "check_option_min",
+    "check_option_open",
     "check_positive",
-    "check_positive_definite",
     "check_positive_int",
+    "check_sample_counts",
+    "check_scalar",
     "check_solve_memory",
-    "count_params",
+    "check_structure",
+    "check_widths",
+    "finite_members",
     "is_traced",
     "poison",
     "psd_ok",
 ]
 
 
-def _is_concrete(x) -> bool:
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
-
-
 def is_traced(x) -> bool:
     """True when any leaf of `x` is a tracer (inside `jit`/`vmap`), so its values are unknown."""
-    return not _is_concrete(x)
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
 def _align(bad, ndim: int):
@@ -77,7 +87,7 @@ def check(x, bad, message: str | Callable[[np.ndarray], str]):
     `message` may be a callable taking the concrete boolean mask (built only on failure). When
     `bad` is traced, returns `x` with NaN where `bad` is true (see `poison`); otherwise `x`.
     """
-    if _is_concrete(bad):
+    if not is_traced(bad):
         mask = np.asarray(bad)
         if bool(np.any(mask)):
             raise ValueError(message(mask) if callable(message) else message)
@@ -198,6 +208,77 @@ def check_structure(depth, fusion_layer) -> tuple[int, int]:
     return depth, lf
 
 
+def check_choice(name: str, value, choices: tuple):
+    """`value` must be one of `choices` (strings such as an activation or a direction)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}; got {value!r}.")
+    return value
+
+
+def check_scalar(name: str, x):
+    """`x` must have no axes (a batch is built by vmapping, not by passing arrays)."""
+    if np.ndim(x) != 0:
+        raise ValueError(
+            f"{name} must be a scalar (vmap over keys and values for a batch); "
+            f"got shape {np.shape(x)}."
+        )
+    return x
+
+
+# ---- static solver options (Python numbers fixed at compile time) --------------------------------
+def _is_number(v) -> bool:
+    return not isinstance(v, bool | np.bool_) and isinstance(
+        v, int | float | np.floating | np.integer
+    )
+
+
+def check_option_open(name: str, v, lo: float, hi: float) -> float:
+    """A static option (a Python or NumPy number, not an array) strictly inside (lo, hi)."""
+    if not _is_number(v) or not lo < v < hi:
+        raise ValueError(
+            f"{name} must be a number in the open interval ({lo:g}, {hi:g}); got {v!r}."
+        )
+    return float(v)
+
+
+def check_option_min(
+    name: str, v, lo: float, *, strict: bool, finite: bool = True, allow_none: bool = False
+) -> float | None:
+    """A static option (a Python or NumPy number) >= lo (> lo when `strict`), finite unless
+    `finite` is False; None passes through when `allow_none`."""
+    if v is None and allow_none:
+        return None
+    ok = _is_number(v) and (v > lo if strict else v >= lo) and (v < np.inf or not finite)
+    if not ok:
+        rule = f"{'a finite number' if finite else 'a number'} {'>' if strict else '>='} {lo:g}"
+        raise ValueError(f"{name} must be {rule}{' or None' if allow_none else ''}; got {v!r}.")
+    return float(v)
+
+
+def check_widths(width, depth: int) -> tuple[int, ...]:
+    """The L - 1 hidden widths: one positive integer width (repeated), or a sequence of
+    depth - 1 of them (not str, bool or float)."""
+    rule = (
+        f"width must be a positive integer or a sequence of depth - 1 = {depth - 1} "
+        "positive integers"
+    )
+    w = as_int(width)
+    if w is not None:
+        if w < 1:
+            raise ValueError(f"{rule}; got {w}.")
+        return (w,) * (depth - 1)
+    is_seq = isinstance(width, Sequence | np.ndarray) and not isinstance(width, str | bytes)
+    if not is_seq or np.ndim(width) != 1:
+        raise ValueError(f"{rule}; got {_show(width)}.")
+    widths = tuple(as_int(v) for v in width)
+    if len(widths) != depth - 1:
+        raise ValueError(f"{rule}; got {len(widths)} widths: {_show(list(width))}.")
+    for i, (v, raw) in enumerate(zip(widths, width, strict=True)):
+        if v is None or v < 1:
+            raise ValueError(f"width[{i}] = {_show(raw)}: {rule}.")
+    return widths
+
+
 def _x64_enabled() -> bool:
     return bool(jax.config.read("jax_enable_x64"))
 
@@ -219,52 +300,62 @@ def check_dtype(dtype) -> np.dtype:
     return dt
 
 
+def broadcast_members(names: Sequence[str], arrays: Sequence) -> tuple:
+    """`arrays` broadcast to one shape with at most one (batch) axis; the error names them
+    ("a, b and c must broadcast to one shape; got shapes a (2,), b (3,), c ()")."""
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+    shapes = ", ".join(f"{n} {jnp.shape(a)}" for n, a in zip(names, arrays, strict=True))
+    try:
+        shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
+    except ValueError:
+        raise ValueError(f"{listed} must broadcast to one shape; got shapes {shapes}.") from None
+    if len(shape) > 1:
+        raise ValueError(f"{listed} may carry at most one batch axis; got shapes {shapes}.")
+    return tuple(jnp.broadcast_to(a, shape) for a in arrays)
+
+
+def finite_members(arrays) -> jax.Array:
+    """Traceable per-member mask: every entry of the `(*batch, r, c)` arrays is finite."""
+    ok = jnp.ones(jnp.shape(arrays[0])[:-2], dtype=bool)
+    for a in arrays:
+        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
+    return ok
+
+
+def check_finite_members(arrays, message):
+    """Every entry of the `(..., r, c)` arrays finite: raise `message` (a string, or a callable
+    of the bad-member mask) when concrete; traced, a member with any non-finite entry becomes
+    all-NaN in every array (its other entries would look valid)."""
+    return check(arrays, ~finite_members(arrays), message)
+
+
+def check_sample_counts(x_A, x_B, y) -> int:
+    """The three sample arrays `(*batch, n, k)` hold the same number n of samples; returns n."""
+    n = x_A.shape[-2]
+    if x_B.shape[-2] != n or y.shape[-2] != n:
+        raise ValueError(
+            f"x_A, x_B and y must have the same number of samples; got {x_A.shape[-2]}, "
+            f"{x_B.shape[-2]}, {y.shape[-2]}."
+        )
+    return n
+
+
 # ---- matrices ------------------------------------------------------------------------------------
-def _psd_parts(m):
-    """(finite, symmetric, smallest eigenvalue, tolerance) per matrix of a `(..., d, d)` stack."""
-    finite = jnp.all(jnp.isfinite(m), axis=(-1, -2))
-    sym_err = jnp.max(jnp.abs(m - jnp.swapaxes(m, -1, -2)), axis=(-1, -2))
-    scale = jnp.maximum(jnp.max(jnp.abs(m), axis=(-1, -2)), 1e-300)
-    eig_min = jnp.min(jnp.linalg.eigvalsh(0.5 * (m + jnp.swapaxes(m, -1, -2))), axis=-1)
-    tol = (1e-12 if m.dtype == jnp.float64 else 1e-5) * scale
-    return finite, sym_err <= 1e-8 * scale, eig_min, tol
-
-
 def psd_ok(matrix, *, semi: bool = True):
     """Traceable per-matrix test: finite, symmetric (rel. 1e-8) and positive (semi-)definite
     (smallest eigenvalue >= -tol, or > tol, with tol = 1e-12 (float64) or 1e-5 (float32) times
     the largest entry). Returns (ok, smallest eigenvalue), each of shape `matrix.shape[:-2]`."""
     m = jnp.asarray(matrix)
-    finite, sym, eig_min, tol = _psd_parts(m)
+    finite = jnp.all(jnp.isfinite(m), axis=(-1, -2))
+    sym_err = jnp.max(jnp.abs(m - jnp.swapaxes(m, -1, -2)), axis=(-1, -2))
+    scale = jnp.maximum(jnp.max(jnp.abs(m), axis=(-1, -2)), 1e-300)
+    eig_min = jnp.min(_linalg.eigvalsh(0.5 * (m + jnp.swapaxes(m, -1, -2))), axis=-1)
+    tol = (1e-12 if m.dtype == jnp.float64 else 1e-5) * scale
     pd = (eig_min >= -tol) if semi else (eig_min > tol)
-    return finite & sym & pd, eig_min
-
-
-def check_positive_definite(name: str, matrix, *, semi: bool = False, attach_to=None):
-    """Symmetric and positive (semi-)definite, judged by the smallest eigenvalue.
-
-    Returns `attach_to` (default: `matrix`), NaN-poisoned per bad matrix when traced.
-    """
-    ok, eig_min = psd_ok(matrix, semi=semi)
-    kind = "positive semi-definite" if semi else "positive definite"
-
-    def message(bad):
-        first = tuple(int(i) for i in np.argwhere(bad)[0]) if np.ndim(bad) else ()
-        at = f"member {', '.join(map(str, first))}: " if first else ""
-        e = float(np.asarray(eig_min)[first])
-        return f"{at}{name} must be symmetric and {kind} (smallest eigenvalue {e:.3g})."
-
-    return check(matrix if attach_to is None else attach_to, ~ok, message)
+    return finite & (sym_err <= 1e-8 * scale) & pd, eig_min
 
 
 # ---- memory --------------------------------------------------------------------------------------
-def count_params(tree, *, batch_ndim: int = 0) -> int:
-    """Number of parameters per member: the sizes of the array leaves of `tree` (arrays or
-    `jax.ShapeDtypeStruct`s, e.g. from `eqx.filter_eval_shape`) less `batch_ndim` leading axes."""
-    leaves = [a for a in jax.tree.leaves(tree) if hasattr(a, "shape") and hasattr(a, "dtype")]
-    return sum(math.prod(int(s) for s in leaf.shape[batch_ndim:]) for leaf in leaves)
-
-
 def available_memory() -> tuple[int, str]:
     """(bytes, where): the default device's memory limit (GPU), else the physical RAM."""
     try:

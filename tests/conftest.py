@@ -1,15 +1,12 @@
 """Test configuration, set before JAX starts:
 
-- single-threaded BLAS (a 220x LU slowdown otherwise on small matrices, stack notes 1.2);
-- float64 (enabled by importing multimodal_dln);
+- single-threaded BLAS (multi-threaded OpenBLAS made small LU factorizations 220x slower here);
+- float64 (enabled by importing multimodal_dln) and strict dtype promotion;
 - headless matplotlib;
 - compile-time savings, since the suite is dominated by XLA compilation on a 2-core CPU:
   cheaper XLA CPU code generation (~20 % less CPU time measured; numerics keep the same
-  semantics, the tests compare with tolerances). No persistent compilation cache: since the
-  solvers carry no `eqx.error_if` host callback any more their executables enter the cache,
-  and full-suite runs then stalled twice with the CPU idle inside a cached solve that computes
-  eigendecompositions (suspected: reloaded executables with LAPACK custom calls; issue 11
-  re-enables the cache after investigating).
+  semantics, the tests compare with tolerances). No persistent compilation cache (a clean
+  CI checkout starts with an empty one, and the two xdist workers compile different tests).
 """
 
 import os
@@ -25,6 +22,10 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 import multimodal_dln  # noqa: E402, F401  (enables float64)
+
+# No implicit dtype promotion inside the package (as the JAX stack's test suites do): a float32
+# operand meeting a float64 one, or an integer array meeting a float array, is an error.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import BENCHMARKS, __main__ as cli, _common as C
-from benchmarks import buckets as bk, gpu, sweep
+from benchmarks import BENCHMARKS, __main__ as cli, _common as C, buckets as bk, gpu, sweep
 
 ROW_KEYS = {"metric", "value", "unit", "goal", "met", "note"}
 
@@ -40,7 +39,8 @@ def _check_record(rec: dict, name: str, mode: str = "tiny"):
     for row in rec["rows"]:
         assert set(row) == ROW_KEYS
         assert isinstance(row["metric"], str) and row["metric"]
-        assert row["value"] is None or (isinstance(row["value"], (int, float)) and math.isfinite(row["value"]))
+        value = row["value"]
+        assert value is None or (isinstance(value, (int, float)) and math.isfinite(value))
         assert row["met"] in (True, False, None)
     assert isinstance(rec["details"], dict) and rec["details"]
 
@@ -79,7 +79,8 @@ def test_unknown_benchmark_is_rejected():
 def test_useful_fraction_matches_bucket_grouping():
     steps = np.array([10, 100, 10, 100])
     assert bk.useful_fraction(steps, steps.astype(float), 1) == pytest.approx(220 / 400)
-    assert bk.useful_fraction(steps, steps.astype(float), 2) == pytest.approx(220 / (2 * 10 + 2 * 100))
+    two = bk.useful_fraction(steps, steps.astype(float), 2)
+    assert two == pytest.approx(220 / (2 * 10 + 2 * 100))
     # uneven split: the padded last bucket counts as waste
     assert bk.useful_fraction(np.array([1, 1, 1]), np.zeros(3), 2) == pytest.approx(3 / 4)
 
@@ -95,11 +96,16 @@ def test_sweep_subset_and_authors_rule():
 
 
 def test_table_json_and_peaks():
-    rows = [C.row("a ratio", 12.345, goal=">= 1", met=True), C.row("a fraction", 0.5, unit="%"), C.row("missing", float("nan"))]
+    rows = [
+        C.row("a ratio", 12.345, goal=">= 1", met=True),
+        C.row("a fraction", 0.5, unit="%"),
+        C.row("missing", float("nan")),
+    ]
     table = C.format_table([{"name": "x", "rows": rows}])
     assert "12.3 x" in table and "50.0 %" in table and "n/a" in table
     assert "| x | a ratio |" in C.markdown_table([{"name": "x", "rows": rows}])
-    assert C.jsonable({"a": np.float64("nan"), "b": np.arange(2), "c": (np.bool_(True),)}) == {"a": None, "b": [0, 1], "c": [True]}
+    raw = {"a": np.float64("nan"), "b": np.arange(2), "c": (np.bool_(True),)}
+    assert C.jsonable(raw) == {"a": None, "b": [0, 1], "c": [True]}
     assert gpu.peak_bandwidth("NVIDIA H100 80GB HBM3") == ("H100", 3.35e12)
     assert gpu.peak_bandwidth("NVIDIA H200") == ("H200", 4.8e12)
     assert gpu.peak_bandwidth("cpu") == (None, None)

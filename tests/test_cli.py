@@ -11,12 +11,13 @@ import subprocess
 import sys
 
 import pytest
+from helpers import CLI_BASE as BASE, simulate_json as _simulate_json
 
 from multimodal_dln import theory
 from multimodal_dln.cli import main
-from multimodal_dln.sweep import PHASE_COLUMNS, read_results
+from multimodal_dln.experiments.store import read_results
+from multimodal_dln.experiments.toy import PHASE_COLUMNS
 
-BASE = ["--depth", "2", "--width", "8", "--init-scale", "1e-12", "--seeds", "4"]
 MEMBER_KEYS = {
     "seed",
     "t_A",
@@ -40,21 +41,6 @@ SUMMARY_KEYS = {
 }
 
 
-def _no_nan(token):
-    raise AssertionError(f"non-standard JSON constant {token}")
-
-
-def _simulate_json(capsys, *extra, err=None):
-    rc = main(["simulate", *BASE, *extra, "--json"])
-    captured = capsys.readouterr()
-    out = captured.out
-    assert rc == 0
-    assert len(out.strip().splitlines()) == 1, "stdout must hold exactly one JSON object"
-    if err is not None:
-        err.append(captured.err)
-    return json.loads(out, parse_constant=_no_nan)
-
-
 def _table_rows(out):
     """The per-seed lines of the simulate table, split into whitespace tokens."""
     return [line.split() for line in out.splitlines() if re.match(r"^\s*\d+\s", line)]
@@ -73,17 +59,22 @@ def test_simulate_json(capsys):
     assert SUMMARY_KEYS <= set(s)
     assert s["n_success"] == 4
     assert s["time_ratio_theory"] == pytest.approx(5.0)
-    assert s["time_ratio_median"] == pytest.approx(5.0, rel=0.1)
+    assert s["time_ratio_median"] == pytest.approx(5.0, rel=0.015)  # +0.72 % measured
     assert s["misattribution_theory"] == pytest.approx(0.25)
-    assert s["misattribution_median"] == pytest.approx(0.25, rel=0.05)
+    assert s["misattribution_median"] == pytest.approx(0.25, rel=0.01)  # -0.27 % measured
 
 
 def test_simulate_json_nan_becomes_null(capsys):
-    # ratio < 1: no theory here, and modality A is learned second, so t_A may be undefined
+    # ratio < 1: no theory here, and modality A is learned second, so its crossing is not
+    # measured: every member fails (NO_CROSSING), its NaN phase values print as null
     doc = _simulate_json(capsys, "--rho", "0.5", "--ratio", "0.5")
     assert doc["summary"]["time_ratio_theory"] is None
     assert doc["summary"]["misattribution_theory"] is None
-    assert all(m["time_ratio"] is None or math.isfinite(m["time_ratio"]) for m in doc["members"])
+    assert doc["summary"]["time_ratio_median"] is None
+    for m in doc["members"]:
+        assert m["success"] is False and m["status"] != "OK"
+        assert all(m[k] is None for k in PHASE_KEYS), m
+        assert isinstance(m["final_loss"], float) and math.isfinite(m["final_loss"])
 
 
 def test_simulate_table(capsys):
@@ -101,9 +92,10 @@ def test_simulate_gd_matches_flow(capsys):
     gd = _simulate_json(capsys, "--rho", "0.5", "--ratio", "2", "--method", "gd", "--lr", "0.005")
     assert gd["config"]["lr"] == 0.005 and gd["summary"]["n_success"] == 4
     # times are reported in gradient-flow units (steps x lr), so GD ~ GF for a small lr
+    # (measured: t_A +1.2 % for every seed, t_B within 1e-4)
     for f, g in zip(flow["members"], gd["members"], strict=True):
-        assert g["t_A"] == pytest.approx(f["t_A"], rel=0.05)
-        assert g["t_B"] == pytest.approx(f["t_B"], rel=0.05)
+        assert g["t_A"] == pytest.approx(f["t_A"], rel=0.02)
+        assert g["t_B"] == pytest.approx(f["t_B"], rel=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +221,7 @@ def test_run_quick(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     per_ratio = {e["ratio"]: e for e in summary["run"]["per_ratio"]}
-    assert per_ratio[2.0]["median_abs_rel_error"] < 0.1
+    assert per_ratio[2.0]["median_abs_rel_error"] < 0.03  # 1.8 % measured
     # a second run into the same folder starts afresh
     assert main(["run", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert len(read_results(out)) == 15
@@ -384,7 +376,9 @@ def test_sweep_t_max_rows_flagged(tmp_path, capsys):
 def test_run_table_counts_successful_members_only(capsys):
     """`mdln run`: the error columns use successful members only; failures are named with
     their reasons (stderr), and a failed trajectory shows its status, not NaN times."""
-    from multimodal_dln.cli import _run_table, _trajectory_line, _warn_failures
+    from multimodal_dln.cli._common import warn_failures
+    from multimodal_dln.experiments.run import run_table, trajectory_line
+    from multimodal_dln.experiments.summary import failure_line
 
     ok = {
         "ratio": 2.0,
@@ -404,13 +398,13 @@ def test_run_table_counts_successful_members_only(capsys):
         rel_error=math.nan,
         misattribution=math.nan,
     )
-    lines, table = _run_table([ok, bad, dict(bad)], [2.0])
+    lines, table = run_table([ok, bad, dict(bad)], [2.0])
     assert table[0]["n"] == 3 and table[0]["n_success"] == 1
     assert table[0]["median_abs_rel_error"] == pytest.approx(0.01)
     assert lines[-1].split()[:3] == ["2", "3", "1"]
-    _warn_failures([ok, bad, dict(bad)], "runs")
+    warn_failures(failure_line([ok, bad, dict(bad)], "runs"))
     assert capsys.readouterr().err.strip() == (
         "warning: 2 of 3 runs failed: NOT_CONVERGED (2): raise t_max"
     )
-    line = _trajectory_line(dict(bad, t_A=math.nan), 2, 2, 1e-12)
+    line = trajectory_line(dict(bad, t_A=math.nan))
     assert "NOT_CONVERGED: raise t_max" in line and "nan" not in line

@@ -9,75 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import is_png as _is_png, pyplot_figures as _pyplot_figures, toy_rows as _fake_rows
 from matplotlib.figure import Figure
 
-from multimodal_dln import figures
 from multimodal_dln._status import Status
-from multimodal_dln.sweep import (
-    CSV_COLUMNS,
-    PHASE_COLUMNS,
-    MemberConfig,
-    simulate_toy,
-    theory_time_ratio,
-)
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _fake_rows(
-    depth=2, fusion_layers=(2,), rhos=(-0.5, 0.0, 0.5), ratios=(1.5, 2.0), u0s=(1e-12,), seeds=2
-):
-    rng = np.random.default_rng(0)
-    rows = []
-    for lf in fusion_layers:
-        for rho in rhos:
-            for ratio in ratios:
-                for u0 in u0s:
-                    for seed in range(seeds):
-                        th = theory_time_ratio(depth, lf, rho, ratio)
-                        tr = (th if np.isfinite(th) else 1.5) * (1 + 0.02 * rng.standard_normal())
-                        ok = seed != 1 or rho != 0.0
-                        rows.append(
-                            {
-                                "fusion_layer": lf,
-                                "depth": depth,
-                                "width": 8,
-                                "init": "random",
-                                "method": "flow",
-                                "lr": float("nan"),
-                                "rho": rho,
-                                "ratio": ratio,
-                                "init_scale": u0,
-                                "seed": seed,
-                                "t_A": 5.0,
-                                "t_B": 5.0 * tr,
-                                "time_ratio": tr,
-                                "misattribution": rho / ratio + 0.001,
-                                "plateau_loss": 0.1,
-                                "final_loss": 1e-6,
-                                "success": ok,
-                                "status": "OK" if ok else "NOT_CONVERGED",
-                                "reason": "ok" if ok else "did not converge by the horizon",
-                                "t_end": 100.0,
-                                "num_steps": 500,
-                                "theory_time_ratio": th,
-                                "rel_error": tr / th - 1,
-                            }
-                        )
-                        if not ok:  # a failed member has no phase values
-                            rows[-1].update(dict.fromkeys(PHASE_COLUMNS, math.nan))
-    return rows
-
-
-def _is_png(path):
-    with open(path, "rb") as fh:
-        return fh.read(8) == PNG_MAGIC
-
-
-def _pyplot_figures():
-    import matplotlib.pyplot as plt
-
-    return len(plt.get_fignums())
+from multimodal_dln.experiments import figures
+from multimodal_dln.experiments.store import CSV_COLUMNS, read_results
+from multimodal_dln.experiments.toy import PHASE_COLUMNS, MemberConfig, simulate_toy
 
 
 @pytest.mark.parametrize(
@@ -113,7 +51,9 @@ def test_plot_time_ratio_png(tmp_path, x, hue, kwargs):
     assert _pyplot_figures() == before
 
 
-def test_plot_time_ratio_accepts_columns_csv_and_ax(tmp_path):
+def test_plot_time_ratio_accepts_rows_columns_and_ax(tmp_path):
+    """Figures take rows (a list of dicts, a dict of columns, or rows read from a results.csv
+    by the store), not files."""
     rows = _fake_rows()
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     fig = figures.plot_time_ratio(cols)
@@ -124,8 +64,10 @@ def test_plot_time_ratio_accepts_columns_csv_and_ax(tmp_path):
         w.writerow(CSV_COLUMNS)
         for r in rows:
             w.writerow([repr(r[c]) if isinstance(r[c], float) else r[c] for c in CSV_COLUMNS])
-    figures.plot_time_ratio(csv_path, path=tmp_path / "from_csv.png")
+    figures.plot_time_ratio(read_results(csv_path), path=tmp_path / "from_csv.png")
     assert _is_png(tmp_path / "from_csv.png")
+    with pytest.raises(ValueError, match="not files"):
+        figures.plot_time_ratio(csv_path)
     outer = Figure()
     ax = outer.subplots()
     assert figures.plot_time_ratio(rows, ax=ax) is outer

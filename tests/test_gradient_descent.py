@@ -37,16 +37,59 @@ def test_gd_converges_to_gradient_flow_first_order():
     assert np.all((ratios > 1.8) & (ratios < 2.2)), (errs, ratios)
 
 
-def test_gd_time_is_steps_times_lr_and_phase_times_close_to_flow():
+def _numpy_gd_losses(net, stats, lr, n_steps):
+    """Independent full-batch GD of a depth-2 late-fusion linear network on statistics, in
+    NumPy: W = [F_A B_A, F_B B_B], G = dL/dW = W Sigma_xx - Sigma_yx, dL/dF_m = G_m B_m^T,
+    dL/dB_m = F_m^T G_m (docs/theory.md §1). Returns the loss before every step and after the
+    last (n_steps + 1 values) and the final [W_A, W_B]."""
+    sxx, syx, syy = (np.asarray(a) for a in (stats.sigma_xx, stats.sigma_yx, stats.sigma_yy))
+    b_A, b_B = (np.asarray(a[0]) for a in (net.branch_A, net.branch_B))
+    f_A, f_B = np.asarray(net.fusion_A), np.asarray(net.fusion_B)
+    losses = []
+    for _ in range(n_steps + 1):
+        w = np.concatenate([f_A @ b_A, f_B @ b_B], axis=1)
+        losses.append(0.5 * (np.trace(syy) - 2 * np.sum(w * syx) + np.sum((w @ sxx) * w)))
+        g = w @ sxx - syx
+        g_A, g_B = g[:, :1], g[:, 1:]
+        f_A, b_A, f_B, b_B = (
+            f_A - lr * g_A @ b_A.T,
+            b_A - lr * f_A.T @ g_A,
+            f_B - lr * g_B @ b_B.T,
+            b_B - lr * f_B.T @ g_B,
+        )
+    return np.array(losses), w
+
+
+def test_gd_loss_and_times_equal_an_independent_numpy_loop():
+    """The saved loss at save time t is the NumPy loop's loss after t / lr steps (to 1e-10, so
+    t = steps x lr is checked too), and the final weights agree."""
+    stats = mdln.Statistics.toy(0.5, 2.0)
+    net = mdln.FusionDLN.init(
+        jax.random.key(2), depth=2, fusion_layer=2, width=3, d_A=1, d_B=1, init_scale=0.3
+    )
+    lr, n = 0.02, 80  # mid-learning: still far from converged
+    gd = mdln.gradient_descent(net, stats, lr=lr, n_steps=n, n_save=16, converge_rtol=1e-14)
+    losses, w_end = _numpy_gd_losses(net, stats, lr, n)
+    steps = np.round(np.asarray(gd.ts) / lr).astype(int)
+    assert steps[-1] == n and int(gd.num_steps) == n and int(gd.status) == mdln.Status.NOT_CONVERGED
+    np.testing.assert_allclose(gd.loss, losses[steps], rtol=1e-10)
+    np.testing.assert_allclose(gd.weights[-1], w_end, rtol=1e-10)
+
+
+def test_gd_phase_times_are_first_order_close_to_flow():
+    """lr = 1e-3, growth rate 2 s_A = 8: |t_GD / t_GF - 1| measured 1.9e-3 (t_A), 4.4e-4 (t_B),
+    1.4e-3 (t_B / t_A); asserted 4e-3, twice the largest (an O(lr x growth rate) effect)."""
     stats = mdln.Statistics.toy(0.0, 2.0)
-    net = mdln.FusionDLN.init(jax.random.key(1), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-6)
+    net = mdln.FusionDLN.init(
+        jax.random.key(1), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-6
+    )
     gd = mdln.gradient_descent(net, stats, lr=1e-3)
-    np.testing.assert_allclose(gd.ts[1:] / 1e-3, np.round(np.asarray(gd.ts[1:]) / 1e-3), atol=1e-6)
     m_gd, m_gf = mdln.measure(gd, stats), mdln.measure(mdln.gradient_flow(net, stats), stats)
     assert bool(m_gd.success) and bool(m_gf.success)
-    # O(lr x growth rate) = O(1e-3 x 8) difference in escape times.
-    np.testing.assert_allclose(m_gd.t_A, m_gf.t_A, rtol=0.01)
-    np.testing.assert_allclose(m_gd.time_ratio, m_gf.time_ratio, rtol=0.01)
+    for name in ("t_A", "t_B", "time_ratio"):
+        np.testing.assert_allclose(
+            getattr(m_gd, name), getattr(m_gf, name), rtol=4e-3, err_msg=name
+        )
 
 
 def test_gd_on_samples_equals_gd_on_their_statistics(key):

@@ -19,8 +19,15 @@ def _toy_batch(fusion_layer, init="random", u0=1e-12, width=16, depth=2):
     keys = jax.random.split(jax.random.key(42), rho.shape[0])
     nets = eqx.filter_vmap(
         lambda k, s: mdln.FusionDLN.init(
-            k, depth=depth, fusion_layer=fusion_layer, width=width, d_A=1, d_B=1,
-            init_scale=u0, init=init, align_to=s,
+            k,
+            depth=depth,
+            fusion_layer=fusion_layer,
+            width=width,
+            d_A=1,
+            d_B=1,
+            init_scale=u0,
+            init=init,
+            align_to=s,
         )
     )(keys, stats)
     return rho, ratio, stats, nets
@@ -59,7 +66,7 @@ def test_late_fusion_plateau_loss(late_fusion_run):
 
 def test_early_fusion_has_no_unimodal_phase():
     """Early fusion: both modalities rise together (ratio 1 to 1.2 with the half-rise protocol,
-    digest 2.7).
+    docs/theory.md §2).
 
     Exception found here: with Sigma_yxB < 0 (rho = -0.9, ratio 3) the network first learns
     along Sigma_yx, where B has the wrong sign, and must rotate to the teacher afterwards, so
@@ -90,7 +97,9 @@ def test_batch_of_1024_solves_without_recompiling():
     def run(keys, rho, ratio, u0):
         stats = jax.vmap(mdln.Statistics.toy)(rho, ratio)
         nets = eqx.filter_vmap(
-            lambda k, u: mdln.FusionDLN.init(k, depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=u)
+            lambda k, u: mdln.FusionDLN.init(
+                k, depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=u
+            )
         )(keys, u0)
         traj = mdln.gradient_flow(nets, stats, n_save=256)
         return mdln.measure(traj, stats)
@@ -116,7 +125,9 @@ def test_same_seed_identical_results():
 
 def test_failures_are_flagged_not_silent():
     stats = mdln.Statistics.toy(0.0, 2.0)
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=1e-6)
+    net = mdln.FusionDLN.init(
+        jax.random.key(0), depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=1e-6
+    )
     short = mdln.gradient_flow(net, stats, t_max=0.5)
     assert not bool(short.success) and bool(short.solver_ok) and not bool(short.converged)
     assert "t_max" in short.failure_reasons()[0]
@@ -128,7 +139,9 @@ def test_failures_are_flagged_not_silent():
 
 def test_dataset_objective_equals_its_statistics_for_linear_nets(key):
     data = mdln.sample(key, mdln.Statistics.toy(0.3, 2.0, noise=0.2), 256)
-    net = mdln.FusionDLN.init(jax.random.key(1), depth=3, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=0.3)
+    net = mdln.FusionDLN.init(
+        jax.random.key(1), depth=3, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=0.3
+    )
     t_max = 20.0
     a = mdln.gradient_flow(net, data, t_max=t_max, n_save=32)
     b = mdln.gradient_flow(net, data.statistics(), t_max=t_max, n_save=32)
@@ -137,8 +150,17 @@ def test_dataset_objective_equals_its_statistics_for_linear_nets(key):
 
 def test_relu_network_trains_on_samples(key):
     data = mdln.sample(key, mdln.Statistics.toy(0.0, 2.0), 256)
-    net = mdln.FusionDLN.init(jax.random.key(1), depth=2, fusion_layer=2, width=16, d_A=1, d_B=1,
-                              init_scale=0.1, init="entrywise", activation="relu")
+    net = mdln.FusionDLN.init(
+        jax.random.key(1),
+        depth=2,
+        fusion_layer=2,
+        width=16,
+        d_A=1,
+        d_B=1,
+        init_scale=0.1,
+        init="entrywise",
+        activation="relu",
+    )
     traj = mdln.gradient_flow(net, data, n_save=64, converge_rtol=1e-4)
     assert bool(traj.solver_ok)
     assert float(traj.loss[-1]) < 1e-3 * float(traj.loss[0])
@@ -148,7 +170,9 @@ def test_relu_network_trains_on_samples(key):
 
 def test_float32_option_runs_and_agrees():
     stats = mdln.Statistics.toy(0.5, 2.0)
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-3)
+    net = mdln.FusionDLN.init(
+        jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-3
+    )
     t64 = mdln.measure(mdln.gradient_flow(net, stats, n_save=256), stats)
     tr32 = mdln.gradient_flow(net, stats, n_save=256, dtype=jnp.float32, rtol=1e-5)
     assert tr32.weights.dtype == jnp.float32

@@ -32,7 +32,7 @@ def _two_layer_with_total(w_A, w_B, width=3):
 
 @pytest.mark.parametrize("rho", [-0.5, 0.0, 0.3, 0.5, 0.9])
 def test_unimodal_plateau_d_util_is_exactly_minus_one(rho):
-    """Digest 4.2(a): on the plateau W = (1 + rho sigma_B/sigma_A, 0), u(B|A) = 0 and
+    """docs/theory.md §6: on the plateau W = (1 + rho sigma_B/sigma_A, 0), u(B|A) = 0 and
     u(A|B) = 1, so d_util = -1 for every rho; R^2(f) = 1 - sigma_B^2 (1 - rho^2) / V."""
     ratio = 2.0
     stats = mdln.Statistics.toy(rho, ratio)
@@ -151,7 +151,8 @@ def test_head_outputs_and_effective_weights_agree_with_the_networks(key):
 
 @pytest.mark.parametrize("kind", ["single_relu", "two_head_relu"])
 def test_mean_imputed_branch_is_invariant_to_the_other_modality(key, kind):
-    """Digest 5.A.4: f_i' (cross-modal input at its training mean) ignores m_{1-i}; u <= 1."""
+    """f_i' (cross-modal input at its training mean; Wu et al. 2022, docs/theory.md §6)
+    ignores m_{1-i}, while f_i does not."""
     k1, k2, k3, k4 = jax.random.split(key, 4)
     if kind == "single_relu":
         net = mdln.FusionDLN.init(
@@ -193,8 +194,20 @@ def test_mean_imputed_branch_is_invariant_to_the_other_modality(key, kind):
     np.testing.assert_array_equal(h0, h0b)
     np.testing.assert_array_equal(h1, h1b)
     assert not np.allclose(head_outputs(net, x_A, x_B2)[0][0], head_outputs(net, x_A, x_B)[0][0])
-    u = greedy.utilization(net, train)
-    assert float(u.u_10) <= 1.0 and float(u.u_01) <= 1.0
+
+
+def test_utilization_of_a_known_configuration_is_hand_computed():
+    """Toy data rho = 0.4, ratio 2 (Sigma = [[4, 0.8], [0.8, 1]], w* = (1, 1), V = 6.6) and a
+    single head with W^tot = (0.9, 0.6), by hand (docs/theory.md §6, R^2 = 1 - e Sigma e^T / V
+    with e = W - w*): R^2(f) = 1 - 0.264/6.6 = 24/25, R^2(A-only) = 1 - 1.2/6.6 = 9/11,
+    R^2(B-only) = 1 - 4.8/6.6 = 3/11, so u(B|A) = 1 - (9/11)(25/24) = 13/88,
+    u(A|B) = 1 - (3/11)(25/24) = 63/88 and d_util = -25/44."""
+    stats = mdln.Statistics.toy(0.4, 2.0)
+    net = _two_layer_with_total(0.9, 0.6)
+    u = greedy.utilization(net, stats)
+    np.testing.assert_allclose(u.perf, [24 / 25, 24 / 25], rtol=1e-13)
+    np.testing.assert_allclose(u.perf_imputed, [9 / 11, 3 / 11], rtol=1e-13)
+    np.testing.assert_allclose([u.u_10, u.u_01, u.d_util], [13 / 88, 63 / 88, -25 / 44], rtol=1e-13)
 
 
 def test_sample_utilization_matches_the_closed_form_for_linear_networks(key):

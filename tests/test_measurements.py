@@ -32,7 +32,9 @@ def test_crossing_time_of_a_logistic_on_a_coarse_grid():
 def test_crossing_precision_matches_a_dense_grid():
     """Phase times from the default 512-point grid agree with a 4096-point grid to 1e-4."""
     stats = mdln.Statistics.toy(0.5, 2.0)
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-9)
+    net = mdln.FusionDLN.init(
+        jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-9
+    )
     coarse = mdln.measure(mdln.gradient_flow(net, stats), stats)
     fine = mdln.measure(mdln.gradient_flow(net, stats, n_save=4096), stats)
     np.testing.assert_allclose(coarse.t_A, fine.t_A, rtol=1e-4)
@@ -43,7 +45,9 @@ def test_crossing_precision_matches_a_dense_grid():
 def test_generalization_error_curve():
     pop = mdln.Statistics.toy(0.3, 2.0, noise=0.5)
     stats = mdln.sample(jax.random.key(1), pop, 64).statistics()
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-4)
+    net = mdln.FusionDLN.init(
+        jax.random.key(0), depth=2, fusion_layer=2, width=8, d_A=1, d_B=1, init_scale=1e-4
+    )
     traj = mdln.gradient_flow(net, stats, n_save=64, converge_rtol=1e-12)
     eg = mdln.generalization_error_curve(traj, pop)
     # E_g(0) = 1/2 w* Sigma w*^T (weights ~ 0); at the end, the OLS error of the sample fit.

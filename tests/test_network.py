@@ -33,8 +33,15 @@ def test_aligned_init_is_balanced_rank_one_with_exact_scale(depth, lf):
     u0 = 0.1
     stats = mdln.Statistics.toy(0.5, 2.0)
     net = mdln.FusionDLN.init(
-        jax.random.key(2), depth=depth, fusion_layer=lf, width=7, d_A=1, d_B=1,
-        init_scale=u0, init="aligned", align_to=stats,
+        jax.random.key(2),
+        depth=depth,
+        fusion_layer=lf,
+        width=7,
+        d_A=1,
+        d_B=1,
+        init_scale=u0,
+        init="aligned",
+        align_to=stats,
     )
     w_A, w_B = net.effective_weights()
     expected = u0**lf * (np.sqrt(2) * u0) ** (depth - lf)
@@ -46,7 +53,9 @@ def test_aligned_init_is_balanced_rank_one_with_exact_scale(depth, lf):
         for lower, upper in zip(br[:-1], br[1:], strict=True):
             np.testing.assert_allclose(upper.T @ upper, lower @ lower.T, atol=1e-14)
     if lf > 1:
-        np.testing.assert_allclose(net.fusion_A.T @ net.fusion_A, net.branch_A[-1] @ net.branch_A[-1].T, atol=1e-14)
+        np.testing.assert_allclose(
+            net.fusion_A.T @ net.fusion_A, net.branch_A[-1] @ net.branch_A[-1].T, atol=1e-14
+        )
     if net.shared:
         f = jnp.concatenate([net.fusion_A, net.fusion_B], axis=1)
         np.testing.assert_allclose(net.shared[0].T @ net.shared[0], f @ f.T, atol=1e-14)
@@ -56,16 +65,28 @@ def test_aligned_init_follows_solution_sign():
     """Sigma_yxB < 0 (rho = -0.9, ratio 3) but W*_B = 1 > 0: the B branch starts positive."""
     stats = mdln.Statistics.toy(-0.9, 3.0)
     assert float(stats.sigma_yxB[0, 0]) < 0
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=4, d_A=1, d_B=1,
-                              init_scale=0.1, init="aligned", align_to=stats)
+    net = mdln.FusionDLN.init(
+        jax.random.key(0),
+        depth=2,
+        fusion_layer=2,
+        width=4,
+        d_A=1,
+        d_B=1,
+        init_scale=0.1,
+        init="aligned",
+        align_to=stats,
+    )
     assert float(net.effective_weights()[1][0, 0]) > 0
 
 
 @pytest.mark.parametrize("lf", [2, 3])
 def test_random_init_layer_norms(lf):
-    """Authors' deep_fusion scheme: branch layers ||W|| ~ u0, each fusion block ~ u0, shared ~ sqrt(2) u0."""
+    """Authors' deep_fusion scheme: branch layers ||W|| ~ u0, each fusion block ~ u0, shared
+    ~ sqrt(2) u0."""
     u0 = 0.3
-    make = eqx.filter_vmap(lambda k: _net(k, fusion_layer=lf, width=40, init_scale=u0, init="random"))
+    make = eqx.filter_vmap(
+        lambda k: _net(k, fusion_layer=lf, width=40, init_scale=u0, init="random")
+    )
     nets = make(jax.random.split(jax.random.key(5), 200))
     fro = lambda a: jnp.sqrt(jnp.mean(jnp.sum(a**2, axis=(-2, -1))))  # noqa: E731  RMS norm over members
     for w in nets.branch_A + nets.branch_B:
@@ -78,8 +99,16 @@ def test_random_init_layer_norms(lf):
 
 
 def test_entrywise_init_std():
-    net = mdln.FusionDLN.init(jax.random.key(0), depth=2, fusion_layer=2, width=2000, d_A=1, d_B=1,
-                              init_scale=1e-3, init="entrywise")
+    net = mdln.FusionDLN.init(
+        jax.random.key(0),
+        depth=2,
+        fusion_layer=2,
+        width=2000,
+        d_A=1,
+        d_B=1,
+        init_scale=1e-3,
+        init="entrywise",
+    )
     np.testing.assert_allclose(jnp.std(net.fusion_A), 1e-3, rtol=0.05)
     np.testing.assert_allclose(jnp.std(net.branch_A[0]), 1e-3, rtol=0.05)
 
@@ -90,7 +119,9 @@ def test_same_seed_same_network_and_traced_scale():
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
     # init_scale may be traced: one compiled builder serves every value.
-    build = eqx.filter_jit(eqx.debug.assert_max_traces(lambda k, u: _net(k, init_scale=u), max_traces=1))
+    build = eqx.filter_jit(
+        eqx.debug.assert_max_traces(lambda k, u: _net(k, init_scale=u), max_traces=1)
+    )
     n1, n2 = build(jax.random.key(1), jnp.asarray(0.1)), build(jax.random.key(1), jnp.asarray(0.2))
     np.testing.assert_allclose(n2.fusion_A, 2 * n1.fusion_A, rtol=1e-12)
 
@@ -120,7 +151,49 @@ def test_width_forms():
     assert [w.shape[0] for w in net.branch_A + (net.fusion_A,) + net.shared[:-1]] == [5, 5, 5]
     net = _net(jax.random.key(0), width=np.array([3, 4, 5]))
     assert [w.shape[0] for w in net.branch_A + (net.fusion_A,) + net.shared[:-1]] == [3, 4, 5]
-    with pytest.raises(ValueError, match=r"^width\[0\] = True: width must be a positive integer or a sequence"):
+    with pytest.raises(
+        ValueError, match=r"^width\[0\] = True: width must be a positive integer or a sequence"
+    ):
         _net(jax.random.key(0), width=[True, 4, 5])
-    with pytest.raises(ValueError, match=r"^fusion_layer \(L_f\) must be an integer in \[1, depth\] = \[1, 4\]; got 2\.0\.$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^fusion_layer \(L_f\) must be an integer in \[1, depth\] = \[1, 4\]; got 2\.0\.$",
+    ):
         _net(jax.random.key(0), fusion_layer=2.0)
+
+
+@pytest.mark.parametrize("activation", ["linear", "leaky_relu"])
+def test_fusion_forward_drop_and_replace(key, activation):
+    """`fusion_forward` (the greedy diagnostics' forward pass, docs/theory.md §6): no drop is the
+    network itself; drop weight 1 on branch k swaps modality (1 - k)'s fused contribution for
+    the given constant, which then gets exactly zero gradient; the returned means are those of
+    the actual contributions."""
+    from multimodal_dln._network import fusion_forward
+
+    net = _net(key, activation=activation, negative_slope=0.2)
+    kx, kb = jax.random.split(jax.random.key(7))
+    x_A, x_B = jax.random.normal(kx, (5, 3)), jax.random.normal(kb, (5, 2))
+    (y,), (m0, m1) = fusion_forward(net, x_A, x_B)
+    np.testing.assert_allclose(y, jax.vmap(net)(x_A, x_B), rtol=1e-12, atol=1e-15)
+    h_B = (
+        jax.nn.leaky_relu(x_B @ net.branch_B[0].T, 0.2)
+        if activation != "linear"
+        else x_B @ net.branch_B[0].T
+    )
+    np.testing.assert_allclose(m0[0], jnp.mean(h_B @ net.fusion_B.T, axis=0), rtol=1e-12)
+    r = (jnp.full(6, 0.3), jnp.full(6, -0.1))
+    (y_drop,), _ = fusion_forward(net, x_A, 0 * x_B, drop=(1.0, 0.0), replace=((r[0],), None))
+    (y_ref,), _ = fusion_forward(net, x_A, x_B, drop=(1.0, 0.0), replace=((r[0],), None))
+    np.testing.assert_array_equal(y_drop, y_ref)  # B enters only through the constant
+    if activation == "linear":
+        w_A, _ = net.effective_weights()
+        (y_A,), _ = fusion_forward(net, x_A, x_B, drop=(1.0, 0.0))
+        np.testing.assert_allclose(y_A, x_A @ w_A.T, rtol=1e-12, atol=1e-15)
+
+    def out(fusion_B):
+        net_b = eqx.tree_at(lambda n: n.fusion_B, net, fusion_B)
+        return jnp.sum(
+            fusion_forward(net_b, x_A, x_B, drop=(1.0, 0.0), replace=((r[0],), None))[0][0]
+        )
+
+    assert not np.any(np.asarray(jax.grad(out)(net.fusion_B)))

@@ -39,7 +39,8 @@ print("KERNEL_PYTHON=" + _sys.executable)
 
 
 def _stream_text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    outputs = cell.get("outputs", [])
+    return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
 
 
 def test_quickstart_stored_without_outputs():
@@ -61,10 +62,8 @@ def test_quickstart_notebook_runs(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     xla_flags = os.environ.get("XLA_FLAGS", "")
-    monkeypatch.setenv(
-        "XLA_FLAGS",
-        f"{xla_flags} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true".strip(),
-    )
+    fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    monkeypatch.setenv("XLA_FLAGS", f"{xla_flags} {fast}".strip())
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
     )

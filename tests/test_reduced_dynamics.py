@@ -51,7 +51,7 @@ def _compare_full_and_reduced(stats, depth, fusion_layer, u0, t_max):
     n = stats.sigma_xx.shape[0]
     t_max = jnp.full(n, t_max)
     full = mdln.gradient_flow(nets, stats, t_max=t_max, converge_rtol=1e-10)
-    red = th.reduced_flow(
+    red = mdln.reduced_flow(
         stats,
         depth=depth,
         fusion_layer=fusion_layer,
@@ -75,8 +75,8 @@ def test_reduced_flow_equals_aligned_network_for_vector_modalities():
     stats = _vector_stats(3, 3, 2, 3)
     nets, full, red, m_full, m_red = _compare_full_and_reduced(stats, 3, 2, 0.05, 3000.0)
     np.testing.assert_allclose(full.weights[:, 0], red.weights[:, 0], rtol=1e-12)
-    from_net = eqx.filter_vmap(th.reduced_state_from_network)(nets)
-    init = th.reduced_initial_state(stats, 0.05)
+    from_net = eqx.filter_vmap(mdln.reduced_state_from_network)(nets)
+    init = mdln.reduced_initial_state(stats, 0.05)
     np.testing.assert_allclose(from_net.rho_A, init.rho_A, rtol=1e-10)
     np.testing.assert_allclose(from_net.offset, 0.0, atol=1e-14)
     np.testing.assert_allclose(m_red.t_A, m_full.t_A, rtol=1e-4)
@@ -104,7 +104,7 @@ def test_reduced_two_layer_is_the_logistic_and_tends_to_the_leading_order():
     ratio = jnp.asarray([p[1] for p in PAIRS for _ in us])
     u0 = jnp.asarray([u for _ in PAIRS for u in us])
     stats = jax.vmap(mdln.Statistics.toy)(rho, ratio)
-    traj = th.reduced_flow(
+    traj = mdln.reduced_flow(
         stats, depth=2, fusion_layer=2, init_scale=u0, converge_rtol=1e-10, n_save=1024
     )
     m = mdln.measure(traj, stats)
@@ -133,14 +133,14 @@ def test_reduced_two_layer_is_the_logistic_and_tends_to_the_leading_order():
 
 def test_reduced_state_round_trip_and_weights():
     stats = mdln.Statistics.toy(-0.9, 3.0)  # Sigma_yxB < 0: B still points along W*_B > 0
-    st = th.reduced_initial_state(stats, 1e-3)
-    w_A, w_B = th.reduced_weights(st, 4, 3)
+    st = mdln.reduced_initial_state(stats, 1e-3)
+    w_A, w_B = mdln.reduced_weights(st, 4, 3)
     np.testing.assert_allclose(
         [float(w_A[0, 0]), float(w_B[0, 0])], [np.sqrt(2) * 1e-12] * 2, rtol=1e-12
     )  # u0^3 (sqrt(2) u0)
-    drive = th.reduced_initial_state(stats, 1e-3, direction="drive")
+    drive = mdln.reduced_initial_state(stats, 1e-3, direction="drive")
     assert float(drive.rho_B[0]) < 0 < float(st.rho_B[0])
-    batched = th.reduced_initial_state(
+    batched = mdln.reduced_initial_state(
         jax.vmap(mdln.Statistics.toy)(jnp.zeros(4), jnp.full(4, 2.0)), jnp.geomspace(1e-3, 1e-1, 4)
     )
     assert batched.rho_A.shape == (4, 1) and batched.offset.shape == (4,)
@@ -149,25 +149,44 @@ def test_reduced_state_round_trip_and_weights():
 def test_reduced_input_errors():
     stats = mdln.Statistics.toy(0.0, 2.0)
     with pytest.raises(ValueError, match="exactly one of init_scale"):
-        th.reduced_flow(stats, depth=2, fusion_layer=2)
+        mdln.reduced_flow(stats, depth=2, fusion_layer=2)
     with pytest.raises(
         ValueError, match=r"fusion_layer \(L_f\) must be an integer in \[1, depth\]"
     ):
-        th.reduced_flow(stats, depth=2, fusion_layer=3, init_scale=0.1)
+        mdln.reduced_flow(stats, depth=2, fusion_layer=3, init_scale=0.1)
     with pytest.raises(ValueError, match="direction must be one of"):
-        th.reduced_initial_state(stats, 0.1, direction="random")
+        mdln.reduced_initial_state(stats, 0.1, direction="random")
     two_out = mdln.Statistics(jnp.eye(2), jnp.ones((2, 2)), 3 * jnp.eye(2), d_A=1)
     with pytest.raises(ValueError, match="scalar output"):
-        th.reduced_initial_state(two_out, 0.1)
+        mdln.reduced_initial_state(two_out, 0.1)
     with pytest.raises(ValueError, match=r"init_scale \(u0\) must be finite and > 0"):
-        th.reduced_initial_state(stats, -1.0)
-    assert isinstance(th.reduced_initial_state(stats, 0.1), ReducedState)
+        mdln.reduced_initial_state(stats, -1.0)
 
 
-# Random-init t_B/t_A at rho = 0, ratio 2, u0 = 0.1 (mean of 3 seeds, width 16) must fall in
-# these brackets, which order L_f = 1 < 2 < 3 < 4 (digest 4.1 item 11 measured 1.01, 1.05,
-# 1.53, 4.31 against the formula's 1, 1.21, 1.75, 4): intermediate fusion well below the formula.
-_RANDOM_BRACKETS = {1: (0.98, 1.05), 2: (1.0, 1.2), 3: (1.2, 2.0), 4: (2.5, 8.0)}
+def test_reduced_initial_state_values():
+    """rho_m(0) = u0 r_m with r_m the unit direction of W*_m ("solution") or of Sigma_yxm
+    ("drive"), offset 0; toy (rho, ratio) = (-0.9, 3): W* = (1, 1) but Sigma_yxB = 1 - 2.7 < 0."""
+    stats = mdln.Statistics.toy(-0.9, 3.0)
+    st = mdln.reduced_initial_state(stats, 0.1)
+    assert isinstance(st, ReducedState)
+    np.testing.assert_allclose([st.rho_A[0], st.rho_B[0], st.offset], [0.1, 0.1, 0.0], rtol=1e-14)
+    drive = mdln.reduced_initial_state(stats, 0.1, direction="drive")
+    np.testing.assert_allclose([drive.rho_A[0], drive.rho_B[0]], [0.1, -0.1], rtol=1e-14)
+    vec = _vector_stats(1, 3, 2, 1)
+    st = mdln.reduced_initial_state(jax.tree.map(lambda a: a[0], vec), 0.2)
+    w_star = np.asarray(vec.optimal_weights())[0, 0]
+    np.testing.assert_allclose(st.rho_A, 0.2 * w_star[:3] / np.linalg.norm(w_star[:3]), rtol=1e-12)
+    np.testing.assert_allclose(st.rho_B, 0.2 * w_star[3:] / np.linalg.norm(w_star[3:]), rtol=1e-12)
+
+
+# Random-init t_B/t_A at rho = 0, ratio 2, u0 = 0.1: mean over the 3 seeds of key 11, width 16
+# (measured: per-seed L_f = 1: 1.017, 1.009, 1.012; 2: 1.076, 1.042, 1.081; 3: 1.679, 1.527,
+# 1.358; 4: 9.12, 2.03, 2.10). The same seeds give the same members, so only the numerics can
+# move these means: asserted to 1 %, about 3x the 3e-3 resolution of L = 4 phase times on the
+# default save grid (docs/theory.md §7). They order L_f = 1 < 2 < 3 < 4, with intermediate
+# fusion well below the formula's 1, 1.21, 1.75, 4 (docs/theory.md §3, "Aligned vs random
+# initialization").
+_RANDOM_MEANS = {1: 1.0127, 2: 1.0660, 3: 1.5213, 4: 4.4152}
 
 
 @pytest.mark.slow
@@ -176,10 +195,12 @@ def test_deep_fusion_aligned_reduced_formula_and_random_init(fusion_layers):
     """L = 4, ratio 2, rho in {-0.6, 0, 0.6}, aligned init u0 = 0.05, one batched solve per L_f:
 
     - full network and reduced dynamics agree to 1e-4 in t_A, t_B and t_B/t_A (measured ~1e-6);
-    - t_B/t_A is within 5 % of the integral formula (`theory.time_ratio_deep`);
-    - in the same batch, the authors' random init (u0 = 0.1, 3 seeds at rho = 0): the ordering
-      "deeper fusion -> longer unimodal phase" holds (brackets above), with intermediate fusion
-      clearly below the formula (the gap is reported in docs/reproduction.md, not asserted away).
+    - t_B/t_A is within 5 % of the integral formula (`theory.time_ratio_deep`; measured at most
+      2.9 %, L_f = 1: the formula is leading order in u0);
+    - in the same batch, the authors' random init (u0 = 0.1, 3 seeds at rho = 0): the means
+      measured above, and the ordering "deeper fusion -> longer unimodal phase", with
+      intermediate fusion clearly below the formula (the gap is reported in
+      docs/reproduction.md, not asserted away).
     """
     rho = jnp.asarray([-0.6, 0.0, 0.6])
     stats = jax.vmap(mdln.Statistics.toy)(rho, jnp.full(3, 2.0))
@@ -198,7 +219,7 @@ def test_deep_fusion_aligned_reduced_formula_and_random_init(fusion_layers):
         full = mdln.gradient_flow(nets, both, t_max=t_max, converge_rtol=1e-10)
         m = mdln.measure(full, both)
         assert bool(jnp.all(m.success)), full.failure_reasons()
-        red = th.reduced_flow(
+        red = mdln.reduced_flow(
             stats, depth=4, fusion_layer=Lf, init_scale=0.05, t_max=t_max[:3], converge_rtol=1e-10
         )
         m_red = mdln.measure(red, stats)
@@ -208,7 +229,6 @@ def test_deep_fusion_aligned_reduced_formula_and_random_init(fusion_layers):
         formula = th.time_ratio_deep(stats, 4, Lf, 0.05)
         np.testing.assert_allclose(m.time_ratio[:3], formula, rtol=0.05)
         means[Lf] = float(jnp.mean(m.time_ratio[3:]))
-        lo, hi = _RANDOM_BRACKETS[Lf]
-        assert lo < means[Lf] < hi, (Lf, np.asarray(m.time_ratio[3:]))
+        assert means[Lf] == pytest.approx(_RANDOM_MEANS[Lf], rel=0.01), np.asarray(m.time_ratio[3:])
     a, b = fusion_layers
     assert means[a] < means[b], means

@@ -2,8 +2,8 @@
 identical to the single-device run up to floating-point reassociation: each device vmaps a
 smaller batch (3 members here instead of 10), and XLA's vectorized arithmetic for a different
 batch size can round differently in the last bits (measured: 2e-11 relative in the converged
-tail). Status flags and step counts must be equal. Runs in a subprocess: the device count is fixed when JAX
-starts (XLA_FLAGS=--xla_force_host_platform_device_count=4)."""
+tail). Status flags and step counts must be equal. Runs in a subprocess: the device count is
+fixed when JAX starts (XLA_FLAGS=--xla_force_host_platform_device_count=4)."""
 
 import os
 import subprocess
@@ -23,7 +23,9 @@ SCRIPT = textwrap.dedent(
     one = mdln.gradient_flow(nets, stats, n_save=32, shard=False)
     many = mdln.gradient_flow(nets, stats, n_save=32)  # "auto": all 4 devices
     assert len(many.weights.sharding.device_set) == 4, many.weights.sharding
-    close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-15)
+    close = lambda a, b: np.testing.assert_allclose(  # noqa: E731
+        np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-15
+    )
     close(one.weights, many.weights)
     close(one.t_end, many.t_end)
     np.testing.assert_array_equal(np.asarray(one.success), np.asarray(many.success))
@@ -47,9 +49,16 @@ def test_sharded_equals_unsharded_on_four_cpu_devices():
     # are a test-speed trick, and with them jax 0.11.2's CPU backend made this sharded run fail
     # diffrax's "saveat.ts must lie between t0 and t1" check (seen on the GPU machine's jax
     # 0.11.2; jax 0.10.2 passes either way). The sharded path is checked with default codegen.
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(
-        ("--xla_backend_optimization_level", "--xla_llvm_disable_expensive_passes"))]
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith(
+            ("--xla_backend_optimization_level", "--xla_llvm_disable_expensive_passes")
+        )
+    ]
     env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=4"])
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]

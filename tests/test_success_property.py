@@ -34,22 +34,34 @@ def _configs(seed=0):
         u0 = 10 ** rng.uniform(-8, -3) if depth == 2 else 10 ** rng.uniform(-1.6, -0.8)
         out.append(
             dict(
-                depth=depth, fusion_layer=lf, rho=rng.uniform(-0.9, 0.9), ratio=rng.uniform(0.7, 3.0),
-                u0=u0, method="gd" if rng.random() < 0.3 else "flow",
+                depth=depth,
+                fusion_layer=lf,
+                rho=rng.uniform(-0.9, 0.9),
+                ratio=rng.uniform(0.7, 3.0),
+                u0=u0,
+                method="gd" if rng.random() < 0.3 else "flow",
                 horizon=None if rng.random() < 0.5 else 10 ** rng.uniform(-0.5, 1.5),  # x estimate
                 t_min_fraction=T_MIN_FRACTIONS[rng.integers(len(T_MIN_FRACTIONS))],
-                lr=rng.uniform(0.005, 0.03), seed=i,
+                lr=rng.uniform(0.005, 0.03),
+                seed=i,
             )
         )
     return out
 
 
 def _batch(cfgs):
-    stats = jax.vmap(mdln.Statistics.toy)(jnp.array([c["rho"] for c in cfgs]), jnp.array([c["ratio"] for c in cfgs]))
+    stats = jax.vmap(mdln.Statistics.toy)(
+        jnp.array([c["rho"] for c in cfgs]), jnp.array([c["ratio"] for c in cfgs])
+    )
     depth, lf = cfgs[0]["depth"], cfgs[0]["fusion_layer"]
     nets = eqx.filter_vmap(
-        lambda k, u: mdln.FusionDLN.init(k, depth=depth, fusion_layer=lf, width=4, d_A=1, d_B=1, init_scale=u)
-    )(jax.vmap(jax.random.key)(jnp.array([c["seed"] for c in cfgs])), jnp.array([c["u0"] for c in cfgs]))
+        lambda k, u: mdln.FusionDLN.init(
+            k, depth=depth, fusion_layer=lf, width=4, d_A=1, d_B=1, init_scale=u
+        )
+    )(
+        jax.vmap(jax.random.key)(jnp.array([c["seed"] for c in cfgs])),
+        jnp.array([c["u0"] for c in cfgs]),
+    )
     return nets, stats
 
 
@@ -59,11 +71,15 @@ def _solve(cfgs, fine: bool):
     if c0["method"] == "gd":
         lr = jnp.array([c["lr"] for c in cfgs])
         if fine or c0["horizon"] is None:
-            traj = mdln.gradient_descent(nets, stats, lr=lr, n_save=4096 if fine else 512, on_divergence="ignore")
+            traj = mdln.gradient_descent(
+                nets, stats, lr=lr, n_save=4096 if fine else 512, on_divergence="ignore"
+            )
         else:
             h = eqx.filter_vmap(mdln._training.default_horizon)(nets, stats)
             n_steps = int(np.ceil(np.max(np.asarray(h) * c0["horizon"] / np.asarray(lr))))
-            traj = mdln.gradient_descent(nets, stats, lr=lr, n_steps=n_steps, on_divergence="ignore")
+            traj = mdln.gradient_descent(
+                nets, stats, lr=lr, n_steps=n_steps, on_divergence="ignore"
+            )
     elif fine:
         traj = mdln.gradient_flow(nets, stats, n_save=4096, t_min_fraction=1e-8)
     else:
@@ -106,7 +122,10 @@ def test_every_success_has_the_right_time_ratio():
                     assert np.isnan(r) and why != "ok", (c, r, why)
     worst = max(errors, key=lambda e: e[0])
     errs = np.array([e[0] for e in errors])
-    print(f"\n{n_ok}/{N_CONFIGS} OK; |ratio/ref - 1| median {np.median(errs):.1e}, max {worst[0]:.1e}; "
-          f"status counts {dict(zip(*np.unique(codes, return_counts=True), strict=True))}")
+    print(
+        f"\n{n_ok}/{N_CONFIGS} OK; |ratio/ref - 1| median {np.median(errs):.1e}, "
+        f"max {worst[0]:.1e}; "
+        f"status counts {dict(zip(*np.unique(codes, return_counts=True), strict=True))}"
+    )
     assert len(codes) == N_CONFIGS and n_ok >= N_CONFIGS // 3, (n_ok, np.bincount(codes))
     assert worst[0] <= RTOL, f"worst |ratio/ref - 1| = {worst[0]:.2e} at {worst[1]}"

@@ -9,44 +9,28 @@ import json
 import math
 import warnings
 
-import numpy as np
 import pytest
+from helpers import CHUNK, DEPTH, GRID, SWEEP_KW as COMMON, U0, WIDTH, csv_dicts, same_row
 
 from multimodal_dln import theory
-from multimodal_dln.sweep import (
+from multimodal_dln.experiments.store import (
     CSV_COLUMNS,
     LEGACY_CSV_COLUMNS,
+    read_results,
+    row_key,
+)
+from multimodal_dln.experiments.summary import summarize
+from multimodal_dln.experiments.toy import (
     PHASE_COLUMNS,
     DivergenceWarning,
     MemberConfig,
-    read_results,
-    row_key,
-    run_sweep,
     simulate_toy,
-    summarize,
-    theory_time_ratio,
 )
-
-DEPTH, WIDTH, CHUNK, U0 = 2, 8, 4, 1e-12
-GRID = {"fusion_layer": [2], "rho": [-0.5, 0.0, 0.5], "ratio": [2.0], "init_scale": [U0]}
-COMMON = dict(depth=DEPTH, width=WIDTH, progress=False)
+from multimodal_dln.experiments.toy_sweep import run_sweep
 
 
 class _Stop(Exception):
     pass
-
-
-def _same(a, b):
-    """Row equality with NaN == NaN (bit-for-bit otherwise)."""
-    return a.keys() == b.keys() and all(
-        a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k]))
-        for k in a
-    )
-
-
-def _csv_rows(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +44,16 @@ def test_finished_sweep_outputs(finished):
     out, res = finished
     rows = read_results(out)
     assert len(rows) == 6 == len(res.rows) == res.n_run
-    assert list(_csv_rows(out / "results.csv")[0]) == list(CSV_COLUMNS)
+    assert list(csv_dicts(out / "results.csv")[0]) == list(CSV_COLUMNS)
     assert all(r["success"] for r in rows)
     for r in rows:
         assert r["status"] == "OK" and r["reason"] == "ok"
         assert r["t_end"] > r["t_B"] > r["t_A"] > 0 and r["num_steps"] > 0
         assert r["theory_time_ratio"] == pytest.approx(
-            theory_time_ratio(2, 2, r["rho"], r["ratio"])
+            theory.time_ratio_toy_network(2, 2, r["rho"], r["ratio"])
         )
-        assert abs(r["rel_error"]) < 0.1  # leading-order theory, width 8, u0 = 1e-12
+        # leading-order theory, width 8, u0 = 1e-12: |rel_error| <= 1.9 % measured
+        assert abs(r["rel_error"]) < 0.03
         assert math.isnan(r["lr"])  # flow: no learning rate
     assert (out / "time_ratio.png").stat().st_size > 1000
     cfg = json.loads((out / "config.json").read_text())
@@ -76,14 +61,14 @@ def test_finished_sweep_outputs(finished):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_members"] == 6 and summary["n_success"] == 6 and summary["failures"] == []
     assert cfg["settings"]["t_max"] is None
-    assert summary["by_ratio"][0]["median_abs_rel_error"] < 0.1
+    assert summary["by_ratio"][0]["median_abs_rel_error"] < 0.02  # 1.1 % measured
 
 
 def test_interrupted_sweep_keeps_finished_chunks_and_resumes(tmp_path):
     on_disk = []
 
     def stop_after_first(rows):
-        on_disk.append(len(_csv_rows(tmp_path / "results.csv")))  # written before the callback
+        on_disk.append(len(csv_dicts(tmp_path / "results.csv")))  # written before the callback
         raise _Stop
 
     with pytest.raises(_Stop):
@@ -106,7 +91,7 @@ def test_interrupted_sweep_keeps_finished_chunks_and_resumes(tmp_path):
     }
     assert set(keys) == expected
     assert all(
-        _same(a, b) for a, b in zip(rows[:CHUNK], first, strict=True)
+        same_row(a, b) for a, b in zip(rows[:CHUNK], first, strict=True)
     )  # earlier rows untouched
 
     # Resuming a complete sweep runs nothing.
@@ -168,11 +153,11 @@ def test_same_seed_same_result_whatever_the_chunking(finished, tmp_path):
     by_key = {row_key(r): r for r in res4.rows}
     assert len(res3.rows) == 6
     for r in res3.rows:
-        assert _same(r, by_key[row_key(r)])  # bit for bit
+        assert same_row(r, by_key[row_key(r)])  # bit for bit
     # and a single member solved on its own (padded to a chunk) agrees too
     one = simulate_toy([MemberConfig(2, 0.5, 2.0, U0, 1)], depth=DEPTH, width=WIDTH, pad_to=CHUNK)
     ref = by_key[(2, 0.5, 2.0, U0, 1)]
-    assert _same({k: one.rows[0][k] for k in CSV_COLUMNS}, ref)
+    assert same_row({k: one.rows[0][k] for k in CSV_COLUMNS}, ref)
 
 
 @pytest.mark.parametrize(
@@ -229,46 +214,12 @@ def test_gd_sweep(tmp_path):
     assert len(res.rows) == 3
     for r in res.rows:
         assert r["method"] == "gd" and r["lr"] == 0.005 and r["success"]
-        assert abs(r["rel_error"]) < 0.1  # times in gradient-flow units (steps x lr)
+        # times in gradient-flow units (steps x lr): |rel_error| <= 1.4 % measured
+        assert abs(r["rel_error"]) < 0.025
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["settings"]["lr"] == 0.005
     with pytest.raises(ValueError, match="cannot resume.*lr"):
         run_sweep(GRID, seeds=1, out_dir=tmp_path, method="gd", lr=0.01, resume=True, **COMMON)
-
-
-def test_theory_time_ratio_for_every_fusion_layer():
-    """Observed: depth 1 compared against 'theory 1'; 1 < L_f < L had no theory. Now depth 1
-    and r < 1 have none; intermediate fusion uses the leading-order deep formula."""
-    rho, ratio, u0 = np.array([-0.5, 0.0, 0.5]), 2.0, 0.1
-    for L in (2, 3, 4):
-        late = theory_time_ratio(L, L, rho, ratio, u0)
-        np.testing.assert_allclose(late, 1 + (ratio**2 - 1) / (1 - rho**2), rtol=1e-12)
-        # the deep formula agrees with today's values at both ends
-        np.testing.assert_allclose(
-            theory.time_ratio_deep_toy(L, L, rho, ratio, u0), late, rtol=1e-12
-        )
-        np.testing.assert_array_equal(theory_time_ratio(L, 1, rho, ratio, u0), 1.0)
-        np.testing.assert_allclose(theory.time_ratio_deep_toy(L, 1, rho, ratio, u0), 1.0)
-    for Lf in (2, 3):
-        np.testing.assert_allclose(
-            theory_time_ratio(4, Lf, rho, ratio, u0),
-            theory.time_ratio_deep_toy(4, Lf, rho, ratio, u0),
-            rtol=1e-12,
-        )
-    assert math.isnan(theory_time_ratio(4, 3, 0.0, 2.0))  # needs u0
-    assert math.isnan(theory_time_ratio(1, 1, 0.0, 2.0, 1e-12))  # one layer: no saddle
-    assert all(math.isnan(theory_time_ratio(4, lf, 0.0, 0.5, 0.1)) for lf in (1, 2, 3, 4))
-    # vectorized over fusion layers (as the figures call it)
-    np.testing.assert_allclose(
-        theory_time_ratio(4, np.arange(1, 5), 0.0, 2.0, 0.1),
-        [
-            1.0,
-            float(theory.time_ratio_deep_toy(4, 2, 0.0, 2.0, 0.1)),
-            float(theory.time_ratio_deep_toy(4, 3, 0.0, 2.0, 0.1)),
-            4.0,
-        ],
-        rtol=1e-12,
-    )
 
 
 def test_t_max_failed_rows_have_empty_phase_cells(tmp_path):
@@ -278,7 +229,7 @@ def test_t_max_failed_rows_have_empty_phase_cells(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the all-failed figure draws without warnings
         res = run_sweep(GRID, seeds=1, out_dir=tmp_path, chunk_size=CHUNK, t_max=1e-3, **COMMON)
-    raw = _csv_rows(tmp_path / "results.csv")
+    raw = csv_dicts(tmp_path / "results.csv")
     assert len(raw) == 3
     for r in raw:
         assert r["status"] == "NOT_CONVERGED" and "t_max" in r["reason"] and r["success"] == "False"

@@ -1,5 +1,5 @@
-"""multimodal_dln.theory: closed forms against the digest's reference values, scipy quadrature,
-their own special cases, and (slow) against gradient-flow simulations."""
+"""multimodal_dln.theory: closed forms against the authors' reference values (docs/theory.md),
+scipy quadrature, their own special cases, and (slow) against gradient-flow simulations."""
 
 import equinox as eqx
 import jax
@@ -28,10 +28,11 @@ def _np_random_stats(seed, d_A, d_B, n_batch=None):
 
 
 # ------------------------------------------------------------------------------------------------
-# the deep integral formula (digest 2.6)
+# the deep integral formula (docs/theory.md §3)
 # ------------------------------------------------------------------------------------------------
 def _quad_integral(L, Lf, s_A, s_B, u0):
-    """The digest's integral on the original u axis, by adaptive quadrature (as the authors)."""
+    """The integral of docs/theory.md §3 on the original u axis, by adaptive quadrature (as the
+    authors' `sweep.lag_depth`)."""
     k = s_B / s_A
 
     def u_B(u):
@@ -72,7 +73,7 @@ def test_unimodal_integral_matches_scipy_quad(L, Lf, rho, ratio, u0):
     assert abs(ours / ref - 1) < 1e-8, (ours, ref)
 
 
-# The authors' `lag_depth` (L = 4) as tabulated in digest 2.6.
+# The authors' `lag_depth` (L = 4), evaluated by running their function (docs/theory.md §3).
 _RHOS = [-0.9, -0.675, -0.45, -0.225, 0.0, 0.225, 0.45, 0.675, 0.9]
 _TABLE_RHO = {
     4: [16.789, 6.511, 4.762, 4.160, 4.000, 4.160, 4.762, 6.511, 16.789],
@@ -111,7 +112,8 @@ def test_lag_depth_reference_table(Lf):
 
 
 def test_deep_absolute_times_reference():
-    """I = 8.09 tau (L_f = 2) and 10.03 tau (L_f = 3) at u0 = 0.1, r = 2, rho = 0 (digest 2.6)."""
+    """I = 8.09 tau (L_f = 2) and 10.03 tau (L_f = 3) at u0 = 0.1, r = 2, rho = 0
+    (docs/theory.md §3)."""
     s = mdln.Statistics.toy(0.0, 2.0)
     t_A2, t_B2 = th.phase_times_deep(s, 4, 2, 0.1)
     t_A3, _ = th.phase_times_deep(s, 4, 3, 0.1)
@@ -145,7 +147,7 @@ def test_deep_special_cases(L):
 
 def test_deep_formula_qualitative_laws():
     """At fixed u0 the ratio grows with L_f; intermediate fusion tends to 1 as u0 -> 0 (ratio - 1 =
-    O(u0^{L-L_f}) for L_f >= 3), late fusion does not depend on u0 (digest 2.6)."""
+    O(u0^{L-L_f}) for L_f >= 3), late fusion does not depend on u0 (docs/theory.md §3)."""
     u0 = jnp.asarray([1e-4, 1e-3, 1e-2, 0.1])
     r = {Lf: np.asarray(th.time_ratio_deep_toy(4, Lf, 0.3, 2.0, u0)) for Lf in (1, 2, 3, 4)}
     assert np.all(r[1] < r[2]) and np.all(r[2] < r[3]) and np.all(r[3] < r[4])
@@ -174,7 +176,7 @@ def test_theory_jits_and_vmaps_without_python_loops():
 
 
 def test_partner_scale_invariant():
-    """u_B(u) solves du_B/du = k_s (u_B / u)^{L_f-1} with u_B(u0) = u0 (digest 2.6)."""
+    """u_B(u) solves du_B/du = k_s (u_B / u)^{L_f-1} with u_B(u0) = u0 (docs/theory.md §3)."""
     u0, k = 0.01, 0.3
     u = jnp.geomspace(u0, 1.0, 50)
     for Lf in (1, 2, 3, 4):
@@ -187,7 +189,7 @@ def test_partner_scale_invariant():
 
 
 # ------------------------------------------------------------------------------------------------
-# two-layer formulas (digest 2.3) and the sign convention
+# two-layer formulas (docs/theory.md §2) and the sign convention
 # ------------------------------------------------------------------------------------------------
 def test_two_layer_reference_values():
     cases = {
@@ -205,7 +207,7 @@ def test_two_layer_reference_values():
             th.time_ratio_two_layer(mdln.Statistics.toy(rho, r)), want, rtol=1e-4
         )
     np.testing.assert_allclose(th.time_ratio_toy(jnp.linspace(-0.9, 0.9, 5), 1.0), 1.0)
-    # The norm form (authors' lag_twolayer) differs when Sigma_yxB < 0: 25.2 vs 43.1 (digest 2.3).
+    # The norm form (authors' lag_twolayer) differs when Sigma_yxB < 0: 25.2 vs 43.1 (§2).
     np.testing.assert_allclose(
         th.time_ratio_two_layer(mdln.Statistics.toy(-0.9, 3.0), signed=False), 25.2, atol=0.05
     )
@@ -213,16 +215,17 @@ def test_two_layer_reference_values():
 
 def test_gd_time_ratio_explains_the_authors_gd_runs():
     """Full-batch GD at lr 0.04 (the authors' setting): with every rate s -> ln(1 + lr s)/lr the
-    leading-order ratio matches the digest's GD simulations (4.1 item 7) to 2 %, where the
+    leading-order ratio matches reference GD simulations of the authors' setting
+    (docs/theory.md §2, GD correction) to 2 %, where the
     gradient-flow formula is up to 18 % above them; lr -> 0 recovers the flow formula."""
     pairs = [(2.0, 0.0), (2.0, 0.5), (2.0, -0.5), (1.5, 0.9), (3.0, 0.45), (3.0, -0.9)]
-    digest_gd = np.array([3.74, 4.60, 4.88, 6.88, 9.09, 40.0])
+    reference_gd = np.array([3.74, 4.60, 4.88, 6.88, 9.09, 40.0])
     s = jax.vmap(mdln.Statistics.toy)(
         jnp.asarray([p[1] for p in pairs]), jnp.asarray([p[0] for p in pairs])
     )
     gd = np.asarray(th.time_ratio_two_layer_gd(s, 0.04))
-    np.testing.assert_allclose(gd, digest_gd, rtol=0.02)
-    assert np.max(np.asarray(th.time_ratio_two_layer(s)) / digest_gd - 1) > 0.15
+    np.testing.assert_allclose(gd, reference_gd, rtol=0.02)
+    assert np.max(np.asarray(th.time_ratio_two_layer(s)) / reference_gd - 1) > 0.15
     np.testing.assert_allclose(
         th.time_ratio_two_layer_gd(s, 1e-9), th.time_ratio_two_layer(s), rtol=1e-6
     )
@@ -295,7 +298,7 @@ def test_fixed_points_and_plateaus():
 
 
 def test_misattribution_general_form():
-    """W_A^uni - W*_A = W*_B Sigma_BA Sigma_A^-1 (digest 2.4) for random vector statistics."""
+    """W_A^uni - W*_A = W*_B Sigma_BA Sigma_A^-1 (docs/theory.md §4), random vector statistics."""
     s = _np_random_stats(1, 4, 3)
     w_star = s.optimal_weights()
     expected = w_star[:, 4:] @ s.sigma_AB.T @ jnp.linalg.inv(s.sigma_A)
@@ -319,8 +322,9 @@ def test_learned_first_and_unimodal_phase():
 
 
 def test_superficial_preference_boundaries():
-    """Prioritization (sigma_A/sigma_B)^-2 and contribution (sigma_A/sigma_B)^-1 (digest 2.5);
-    the example sigma_A = 2, w* = (1.5, 4): A first, plateau L(M_A)/L(M_0) = 0.64."""
+    """Prioritization (sigma_A/sigma_B)^-2 and contribution (sigma_A/sigma_B)^-1
+    (docs/theory.md §4); the example sigma_A = 2, w* = (1.5, 4): A first, plateau
+    L(M_A)/L(M_0) = 0.64."""
     sr = jnp.asarray([0.5, 1.0, 2.0, 3.0])
     np.testing.assert_allclose(th.prioritization_boundary(sr), sr**-2.0)
     np.testing.assert_allclose(th.contribution_boundary(sr), 1.0 / sr)
@@ -340,7 +344,8 @@ def test_superficial_preference_boundaries():
 
 
 def _single_population(d=100, noise=0.5):
-    """digest 1.1 multi/'single': Sigma = diag(3 I_50, I_50), w* = 0.1, y = w* x + N(0, noise^2)."""
+    """The authors' multi/'single' data (docs/theory.md §5): Sigma = diag(3 I_50, I_50),
+    w* = 0.1, y = w* x + N(0, noise^2)."""
     h = d // 2
     sxx = jnp.diag(jnp.concatenate([jnp.full(h, 3.0), jnp.ones(h)]))
     w = jnp.full((1, d), 0.1)
@@ -348,7 +353,7 @@ def _single_population(d=100, noise=0.5):
 
 
 def test_generalization_anchors():
-    """E_g(0) = 1.0 and the population E_g at M_A = 0.25 (digest 4.1 item 6); early fusion's
+    """E_g(0) = 1.0 and the population E_g at M_A = 0.25 (docs/theory.md §5); early fusion's
     min-norm interpolant is pinv(X) y and fits the training data exactly when n < d."""
     pop = _single_population()
     np.testing.assert_allclose(th.generalization_error(jnp.zeros((1, 100)), pop), 1.0, rtol=1e-12)
@@ -363,6 +368,65 @@ def test_generalization_anchors():
     assert float(th.early_fusion_final_error(sample, pop)) > float(
         th.generalization_error(pop.optimal_weights(), pop)
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# toy predictions per network structure (the sweeps' theory columns)
+# ------------------------------------------------------------------------------------------------
+def test_time_ratio_toy_network_matches_the_closed_forms():
+    """Early fusion 1, late fusion `time_ratio_toy`, intermediate fusion `time_ratio_deep_toy`;
+    NaN for depth 1, ratio < 1, |rho| >= 1 and intermediate fusion without u0 (docs/theory.md
+    §2, §3). Broadcasts over every argument, depth and fusion layer included."""
+    depth = np.array([4, 4, 4, 4, 3, 2, 2, 1, 4, 4, 4])
+    lf = np.array([1, 2, 3, 4, 2, 2, 1, 1, 3, 4, 2])
+    rho = np.array([0.3, -0.9, 0.2, 0.5, 0.45, -0.5, 0.0, 0.0, 0.2, 0.0, 1.0])
+    ratio = np.array([2.0, 2.0, 2.0, 3.0, 1.5, 2.0, 2.0, 2.0, 0.5, 1.0, 2.0])
+    u0 = np.array([0.1, 0.1, 0.05, 0.1, 0.03, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    got = th.time_ratio_toy_network(depth, lf, rho, ratio, u0)
+    want = [
+        1.0,
+        float(th.time_ratio_deep_toy(4, 2, -0.9, 2.0, 0.1)),
+        float(th.time_ratio_deep_toy(4, 3, 0.2, 2.0, 0.05)),
+        float(th.time_ratio_toy(0.5, 3.0)),
+        float(th.time_ratio_deep_toy(3, 2, 0.45, 1.5, 0.03)),
+        float(th.time_ratio_toy(-0.5, 2.0)),
+        1.0,
+        np.nan,  # depth 1: no saddle
+        np.nan,  # ratio < 1: B first
+        1.0,  # ratio 1: no unimodal phase
+        np.nan,  # |rho| = 1
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    # without u0 only intermediate fusion is undefined
+    no_u0 = th.time_ratio_toy_network(depth, lf, rho, ratio)
+    inter = (lf > 1) & (lf < depth)
+    assert np.all(np.isnan(no_u0[inter]))
+    np.testing.assert_array_equal(no_u0[~inter], got[~inter])
+    # scalars give a Python float, equal to the deep formula
+    one = th.time_ratio_toy_network(4, 3, 0.2, 2.0, 0.05)
+    assert type(one) is float and one == float(th.time_ratio_deep_toy(4, 3, 0.2, 2.0, 0.05))
+    # broadcasting a scalar structure over a rho grid
+    rhos = np.linspace(-0.9, 0.9, 9)
+    np.testing.assert_allclose(
+        th.time_ratio_toy_network(4, 4, rhos, 2.0), th.time_ratio_toy(rhos, 2.0), rtol=1e-14
+    )
+
+
+def test_misattribution_toy_network_matches_the_closed_form():
+    """rho / r where a unimodal phase is predicted (L_f >= 2, r > 1), NaN otherwise
+    (docs/theory.md §4); `init_scale` is ignored."""
+    depth = np.array([2, 2, 4, 4, 4, 3])
+    lf = np.array([2, 1, 3, 4, 2, 3])
+    rho = np.array([0.5, 0.5, -0.45, 0.9, 0.2, 0.3])
+    ratio = np.array([2.0, 2.0, 3.0, 1.0, 0.5, 1.5])
+    got = th.misattribution_toy_network(depth, lf, rho, ratio, init_scale=0.1)
+    mis = np.asarray(th.misattribution_toy(rho, ratio))
+    want = np.where((lf >= 2) & (ratio > 1.0), mis, np.nan)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1]) and np.isnan(got[3]) and np.isnan(got[4])
+    np.testing.assert_array_equal(got, th.misattribution_toy_network(depth, lf, rho, ratio))
+    one = th.misattribution_toy_network(2, 2, 0.5, 2.0)
+    assert type(one) is float and one == 0.25
 
 
 def test_input_errors_name_the_parameter():
@@ -381,10 +445,6 @@ def test_input_errors_name_the_parameter():
 # ------------------------------------------------------------------------------------------------
 # simulations against the theory (slow)
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.skip(
-    reason="stalls (worker blocked, CPU idle) in full-suite xdist runs since the issue-9 solver "
-    "changes; passes alone (137 s / 59 s); under investigation, see the issue-9 closing note"
-)
 @pytest.mark.slow
 def test_two_layer_random_covariances_converge_to_norm_formula():
     """Two-layer late fusion on 200 random inverse-Wishart statistics (the paper's generator,
@@ -395,7 +455,7 @@ def test_two_layer_random_covariances_converge_to_norm_formula():
 
     The formula is the u0 -> 0 limit and converges slowly for vector modalities: the median error
     is ~3 / ln(1/u0) (11 % at u0 = 1e-12, 4.8 % at 1e-30; docs/reproduction.md)."""
-    from multimodal_dln.reproduce import random_covariances
+    from multimodal_dln.experiments.zhang2024 import random_covariances
 
     stats, pred = random_covariances(200)
     n = len(pred)
@@ -450,20 +510,16 @@ def test_misattribution_across_rho():
     )
 
 
-@pytest.mark.skip(
-    reason="stalls (worker blocked, CPU idle) in full-suite xdist runs since the issue-9 solver "
-    "changes; passes alone (137 s / 59 s); under investigation, see the issue-9 closing note"
-)
 @pytest.mark.slow
 def test_overparametrized_late_fusion_generalizes_worse():
-    """digest 2.8 setting (Sigma = diag(3 I_50, I_50), w* = 0.1, noise 0.5), two-layer networks
-    (width 16, entrywise init 1e-9) trained to convergence on the same samples:
+    """The setting of docs/theory.md §5 (Sigma = diag(3 I_50, I_50), w* = 0.1, noise 0.5),
+    two-layer networks (width 16, entrywise init 1e-9) trained to convergence on the same samples:
 
     - n = 70 < d = 100: early fusion reaches the min-norm interpolant (E_g within 1 %), late
       fusion a different interpolant with clearly larger E_g (permanent unimodal bias), which
       the reduced dynamics predicts (within 2 %);
     - n = 700: both reach the same (OLS) solution."""
-    from multimodal_dln.reproduce import entrywise_effective_scale, single_population
+    from multimodal_dln.experiments.zhang2024 import entrywise_effective_scale, single_population
 
     pop = single_population()
     emp = [

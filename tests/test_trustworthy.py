@@ -17,8 +17,15 @@ from multimodal_dln._continuation import extended_grid
 
 def _net(depth=2, fusion_layer=2, width=8, u0=1e-6, init="random", key=0, **kw):
     return mdln.FusionDLN.init(
-        jax.random.key(key) if isinstance(key, int) else key, depth=depth, fusion_layer=fusion_layer, width=width, d_A=1, d_B=1,
-        init_scale=u0, init=init, **kw,
+        jax.random.key(key) if isinstance(key, int) else key,
+        depth=depth,
+        fusion_layer=fusion_layer,
+        width=width,
+        d_A=1,
+        d_B=1,
+        init_scale=u0,
+        init=init,
+        **kw,
     )
 
 
@@ -42,14 +49,18 @@ def test_save_grid_that_misses_the_crossing_is_flagged():
         assert np.isnan(float(m.time_ratio)) and np.isnan(float(m.t_A))
         assert np.all(np.isnan(np.asarray(m.misattribution))) and np.isnan(float(m.plateau_loss))
     # Finer saves resolve the same long horizon: the measurement is right again.
-    fine = mdln.measure(mdln.gradient_flow(net, TOY, t_max=1e6, t_min_fraction=1e-8, n_save=2048), TOY)
+    fine = mdln.measure(
+        mdln.gradient_flow(net, TOY, t_max=1e6, t_min_fraction=1e-8, n_save=2048), TOY
+    )
     assert int(fine.status) == Status.OK
     np.testing.assert_allclose(float(fine.time_ratio), float(good.time_ratio), rtol=1e-3)
 
 
 @pytest.mark.parametrize("bad", [2.0, 0.0, 1.0, -1e-3, "1e-5", True])
 def test_t_min_fraction_is_validated(bad):
-    with pytest.raises(ValueError, match=r"t_min_fraction must be a number in the open interval \(0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"t_min_fraction must be a number in the open interval \(0, 1\)"
+    ):
         mdln.gradient_flow(_net(), TOY, t_min_fraction=bad)
 
 
@@ -84,10 +95,18 @@ def test_near_singular_correlation_is_not_reported_as_success():
 def test_measure_checks_the_statistics():
     traj = mdln.gradient_flow(_net(), TOY, n_save=256)
     other = mdln.Statistics(jnp.eye(3), jnp.ones((1, 3)), 4 * jnp.ones((1, 1)), d_A=1)
-    with pytest.raises(ValueError, match=r"stats \(d_A, d, d_out\) = \(1, 3, 1\) do not match the trajectory's \(1, 2, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"stats \(d_A, d, d_out\) = \(1, 3, 1\) do not match the trajectory's \(1, 2, 1\)",
+    ):
         mdln.measure(traj, other)
-    not_psd = mdln.Statistics(jnp.array([[1.0, 2.0], [2.0, 1.0]]), jnp.ones((1, 2)), 9 * jnp.ones((1, 1)), d_A=1)
-    with pytest.raises(ValueError, match=r"sigma_xx \(input covariance\) must be symmetric and positive semi-definite"):
+    not_psd = mdln.Statistics(
+        jnp.array([[1.0, 2.0], [2.0, 1.0]]), jnp.ones((1, 2)), 9 * jnp.ones((1, 1)), d_A=1
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"sigma_xx \(input covariance\) must be symmetric and positive semi-definite",
+    ):
         mdln.measure(traj, not_psd)
 
 
@@ -125,7 +144,9 @@ def test_unconverged_members_continue_past_the_estimated_horizon():
     # to the solver tolerance (the continuation restarts the step-size controller at the old
     # horizon, nothing else differs).
     one_shot = mdln.gradient_flow(nets, stats, t_max=traj.ts[:, -1], horizon_cap=1)
-    np.testing.assert_allclose(np.asarray(one_shot.ts)[:, :-8], np.asarray(traj.ts)[:, :-8], rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(one_shot.ts)[:, :-8], np.asarray(traj.ts)[:, :-8], rtol=1e-12
+    )
     ref = mdln.measure(one_shot, stats)
     assert np.all(np.asarray(ref.success))
     np.testing.assert_allclose(auto.t_A, ref.t_A, rtol=1e-5)
@@ -151,7 +172,9 @@ def test_gd_divergence_gives_nan_phase_times_and_the_lr_remedy():
         traj = mdln.gradient_descent(nets, TOY, lr=lr, on_divergence="ignore")
         m = mdln.measure(traj, TOY)
         assert np.all(np.asarray(m.status) == Status.DIVERGED), m.failure_reasons()
-        assert np.all(np.isnan(np.asarray(m.time_ratio))) and np.all(np.isnan(np.asarray(m.misattribution)))
+        assert np.all(np.isnan(np.asarray(m.time_ratio))) and np.all(
+            np.isnan(np.asarray(m.misattribution))
+        )
         assert all("lower lr" in r and "t_max" not in r for r in m.failure_reasons())
     short = mdln.gradient_descent(_net(), TOY, lr=0.01, n_steps=10)
     assert int(short.status) == Status.NOT_CONVERGED and "n_steps" in short.failure_reasons()[0]
@@ -191,15 +214,21 @@ def test_traced_invalid_member_is_flagged_and_the_rest_solved():
     ok = [0, 1, 3]
     assert np.all(np.asarray(m.status)[ok] == Status.OK)
     good = mdln.gradient_flow(
-        jax.tree.map(lambda a: a[jnp.array(ok)], nets), jax.vmap(mdln.Statistics.toy)(rho[jnp.array(ok)], ratio[:3]),
-        n_save=256, horizon_cap=1,
+        jax.tree.map(lambda a: a[jnp.array(ok)], nets),
+        jax.vmap(mdln.Statistics.toy)(rho[jnp.array(ok)], ratio[:3]),
+        n_save=256,
+        horizon_cap=1,
     )
-    np.testing.assert_allclose(np.asarray(traj.weights)[ok], np.asarray(good.weights), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        np.asarray(traj.weights)[ok], np.asarray(good.weights), rtol=1e-12, atol=1e-300
+    )
 
 
 def test_concrete_invalid_member_is_named():
     s = jax.vmap(mdln.Statistics.toy)(jnp.zeros(3), jnp.full(3, 2.0))
-    bad = mdln.Statistics(s.sigma_xx.at[1].set(jnp.array([[1.0, 2.0], [2.0, 1.0]])), s.sigma_yx, s.sigma_yy, d_A=1)
+    bad = mdln.Statistics(
+        s.sigma_xx.at[1].set(jnp.array([[1.0, 2.0], [2.0, 1.0]])), s.sigma_yx, s.sigma_yy, d_A=1
+    )
     with pytest.raises(ValueError, match=r"member 1"):
         mdln.gradient_flow(_nets(3), bad, n_save=256)
 

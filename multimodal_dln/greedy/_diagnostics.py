@@ -1,54 +1,10 @@
-"""Greedy-learning diagnostics of Wu et al. (ICML 2022) for fusion networks.
+"""Greedy-learning diagnostics of Wu et al. (ICML 2022) on fusion networks: heads, performance,
+conditional utilization rates and conditional learning speeds (docs/theory.md §6).
 
-Two quantities (greedy digest, sections 1.3, 1.4 and the DLN mapping of section 4.2):
-
-**Conditional utilization rate** (digest 1.3). With f_i the prediction of branch i and f_i' the
-same branch with its *cross-modal input replaced by its training mean* (so f_i' sees m_i only),
-
-    u(m1|m0) = (A(f_0) - A(f_0')) / A(f_0),   u(m0|m1) = (A(f_1) - A(f_1')) / A(f_1),
-    d_util   = u(m1|m0) - u(m0|m1),
-
-A(.) a performance measure (accuracy in the paper). Always u <= 1; d_util lies in [-1, 1]
-whenever both u >= 0 (not in general, digest 1.3).
-
-**Conditional learning speed** (digest 1.4; the authors' ``compute_BDR``). Per parameter group
-μ(θ) = Σ_p ||∇_p L||² / Σ_p ||p||² (a ratio of sums), accumulated over regular steps into
-M(θ) = Σ μ (never reset), and
-
-    s(m1|m0) = log10(M(θ'_0) / M(θ_0)),  s(m0|m1) = log10(M(θ'_1) / M(θ_1)),
-    d_speed  = s(m1|m0) - s(m0|m1).
-
-θ_i are branch i's own parameters and θ'_i the "bypass" carrying the other modality into
-branch i.
-
-**Which network part is what** (this module's mapping; digest 4.2):
-
-- Modality roles: **A plays m0 and B plays m1** throughout (digest 4.2(a)). In the toy data A is
-  the strong modality, learned first, so a vanilla run has d_util < 0 and d_speed < 0.
-- Single-head `FusionDLN` (digest 4.2(a)). There are no per-branch heads: f_0 = f_1 = f. The
-  "cross-modal input of branch 0" is B's fused contribution W_B^{L_f} h_B (h_B the pre-fusion
-  representation of B), and symmetrically for branch 1, so f_0' = f_A-only and f_1' = f_B-only.
-  Groups: θ_A = B-free path of A = ``branch_A`` + ``fusion_A``, θ_B likewise; the shared
-  post-fusion layers are in no group. θ_0 = θ'_1 = θ_A and θ_1 = θ'_0 = θ_B, hence
-  s(m0|m1) = -s(m1|m0) and **d_speed = 2 log10(M_B / M_A)**.
-- Two-head `TwoHeadFusionNet` (digest 4.2(b)): θ_i = branch i's layers and head, θ'_i = the
-  cross-connections into branch i.
-
-**Closed forms** for linear networks on (centred, Gaussian) `Statistics`. The training mean of
-any hidden representation is then 0, so f_i' has the cross-terms into branch i removed and every
-A(.) is a function of effective weights (digest 4.2(a)):
-
-- ``metric="r2"``: R²(W) = 1 - 2 L(W) / tr Σ_yy = 1 - E||y - W x||² / E||y||², the fraction of
-  target variance explained (label noise included; equals the digest's normalised E_g form
-  when there is no label noise).
-- ``metric="sign_accuracy"``: binary labels y = sign(w* x), w* = Σ_yx Σ_xx^+ (scalar output):
-  P(W) = 1 - arccos(W Σ w*ᵀ / sqrt(W Σ Wᵀ · w* Σ w*ᵀ)) / π (Sheppard), 1/2 for W = 0.
-
-On a `Dataset` (any network, ReLU included) the same quantities are measured on samples: the
-training means of the cross-terms come from a training set, A(.) is R² or accuracy on a test
-set.
-
-All functions are pure and vectorize with `jax.vmap` / `eqx.filter_vmap`.
+The definitions, the mapping of the paper's branches and parameter groups onto `FusionDLN` and
+`TwoHeadFusionNet`, and the closed forms on Gaussian `Statistics` are described in the package
+docstring (`multimodal_dln.greedy`) and docs/theory.md §6. All functions are pure and vectorize
+with `jax.vmap` / `eqx.filter_vmap`.
 """
 
 from __future__ import annotations
@@ -60,11 +16,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._dataset import Dataset
-from ._network import FusionDLN
-from ._statistics import Statistics
-from ._trajectory import Trajectory
-from ._two_head import TwoHeadFusionNet
+from .._dataset import Dataset
+from .._network import FusionDLN, fusion_forward
+from .._statistics import Statistics
+from .._trajectory import Trajectory
+from .._two_head import TwoHeadFusionNet
+from .._validation import check_choice
 
 __all__ = [
     "MODALITY_ROLES",
@@ -87,27 +44,22 @@ __all__ = [
 ]
 
 MODALITY_ROLES = {"m0": "A", "m1": "B"}
-"""A plays m0, B plays m1 (digest 4.2(a))."""
+"""A plays m0, B plays m1 (docs/theory.md §6)."""
 
 GROUPS = ("theta_0", "theta_prime_0", "theta_1", "theta_prime_1")
 """Order of the four parameter groups in `mu` and in the accumulators M."""
 
 METRICS = ("r2", "sign_accuracy", "accuracy")
 
+VARIANTS = ("code", "branch_only")
+"""What a re-balancing step freezes in a two-head network (`blocked_selector`)."""
+
 Net = FusionDLN | TwoHeadFusionNet
 
 
-def _check_net(net) -> None:
+def check_net(net) -> None:
     if not isinstance(net, (FusionDLN, TwoHeadFusionNet)):
         raise TypeError(f"net must be a FusionDLN or a TwoHeadFusionNet; got {type(net).__name__}.")
-
-
-def _act(net, h):
-    if net.activation == "linear":
-        return h
-    if net.activation == "relu":
-        return jax.nn.relu(h)
-    return jax.nn.leaky_relu(h, net.negative_slope)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,7 +67,7 @@ def _act(net, h):
 # ------------------------------------------------------------------------------------------------
 def n_heads(net: Net) -> int:
     """1 for the single-head `FusionDLN`, 2 for the `TwoHeadFusionNet`."""
-    _check_net(net)
+    check_net(net)
     return 1 if isinstance(net, FusionDLN) else 2
 
 
@@ -127,7 +79,7 @@ def head_weights(net: Net, drop: tuple[ArrayLike, ArrayLike] = (0.0, 0.0)) -> tu
     Single head: ``[W_A^tot (1 - drop[1]), W_B^tot (1 - drop[0])]`` (branch 0's cross-modal input
     is B's contribution). A drop weight of exactly 1 gives the dropped path exactly zero gradient.
     """
-    _check_net(net)
+    check_net(net)
     if not net.is_linear:
         raise ValueError(
             f"head_weights needs a linear network; got activation={net.activation!r} "
@@ -137,24 +89,6 @@ def head_weights(net: Net, drop: tuple[ArrayLike, ArrayLike] = (0.0, 0.0)) -> tu
         return net.head_weights(drop)
     w_A, w_B = net.effective_weights()
     return (jnp.concatenate([(1.0 - drop[1]) * w_A, (1.0 - drop[0]) * w_B], axis=-1),)
-
-
-def _fusion_forward(net: FusionDLN, x_A, x_B, drop, replace):
-    h_A, h_B = x_A, x_B
-    for w in net.branch_A:
-        h_A = _act(net, h_A @ w.T)
-    for w in net.branch_B:
-        h_B = _act(net, h_B @ w.T)
-    c0 = h_B @ net.fusion_B.T  # B's fused contribution: the cross-modal input of branch 0 (A)
-    c1 = h_A @ net.fusion_A.T
-    r0, r1 = (None, None) if replace is None else replace
-    sub0 = 0.0 if r0 is None else r0[0]
-    sub1 = 0.0 if r1 is None else r1[0]
-    w0, w1 = drop
-    h = (1.0 - w1) * c1 + w1 * sub1 + (1.0 - w0) * c0 + w0 * sub0
-    for w in net.shared:
-        h = _act(net, h) @ w.T
-    return (h,), ((jnp.mean(c0, axis=0),), (jnp.mean(c1, axis=0),))
 
 
 def head_outputs(
@@ -171,15 +105,16 @@ def head_outputs(
     weight ``drop[k]``. The returned means are the batch means of the *actual* cross-modal
     inputs (single head: B's and A's fused contributions).
     """
-    _check_net(net)
+    check_net(net)
     if isinstance(net, TwoHeadFusionNet):
         return net.forward(x_A, x_B, drop, replace)
-    return _fusion_forward(net, x_A, x_B, drop, replace)
+    return fusion_forward(net, x_A, x_B, drop, replace)
 
 
 def cross_means(net: Net, data: Dataset):
     """Training means of the cross-modal inputs of branch 0 and branch 1 (the constants that
-    replace them in f_0' and f_1', digest 1.3 step 2)."""
+    replace them in f_0' and f_1'; Wu et al. 2022, conditional utilization rate;
+    docs/theory.md §6)."""
     return head_outputs(net, data.x_A, data.x_B)[1]
 
 
@@ -187,7 +122,7 @@ def cross_means(net: Net, data: Dataset):
 # performance measures
 # ------------------------------------------------------------------------------------------------
 @eqx.filter_jit
-def performance(w: Float[Array, "o d"], stats: Statistics, metric: str = "r2") -> Array:
+def performance(w: Float[Array, "*batch o d"], stats: Statistics, metric: str = "r2") -> Array:
     """Closed-form performance of the linear predictor y_hat = W x on Gaussian `stats`.
 
     ``"r2"``: 1 - 2 L(W) / tr Σ_yy. ``"sign_accuracy"``: Sheppard's formula for labels
@@ -233,7 +168,8 @@ def sample_performance(
 # conditional utilization rate
 # ------------------------------------------------------------------------------------------------
 class Utilization(eqx.Module):
-    """Conditional utilization rates (digest 1.3); arrays, batched like the inputs.
+    """Conditional utilization rates (Wu et al. 2022; docs/theory.md §6); arrays, batched like
+    the inputs.
 
     - `perf`: `(..., 2)` A(f_0), A(f_1) (equal for a single-head network).
     - `perf_imputed`: `(..., 2)` A(f_0'), A(f_1') (cross-modal input at its training mean).
@@ -292,7 +228,7 @@ def utilization(
       are replaced by their means over `train` (default: `data`); `metric` "r2" or
       "accuracy" (default "accuracy" for o > 1, else "r2").
     """
-    _check_net(net)
+    check_net(net)
     if isinstance(data, Statistics):
         metric = metric or "r2"
         ws = head_weights(net)
@@ -328,8 +264,9 @@ def utilization_curve(traj: Trajectory, stats: Statistics, metric: str = "r2") -
 # ------------------------------------------------------------------------------------------------
 def group_selectors(net: Net) -> dict[str, Callable]:
     """For each group in `GROUPS`, a function mapping a network-shaped pytree (the parameters,
-    or their gradients) to a sequence of its arrays in that group (digest 1.4 / 4.2)."""
-    _check_net(net)
+    or their gradients) to a sequence of its arrays in that group (Wu et al. 2022, conditional
+    learning speed; the mapping onto fusion networks: docs/theory.md §6)."""
+    check_net(net)
     if isinstance(net, FusionDLN):
         theta_A = lambda t: (*t.branch_A, t.fusion_A)  # noqa: E731
         theta_B = lambda t: (*t.branch_B, t.fusion_B)  # noqa: E731
@@ -350,19 +287,18 @@ def group_selectors(net: Net) -> dict[str, Callable]:
 
 
 def blocked_selector(net: Net, k: int, variant: str = "code") -> Callable:
-    """Parameters kept fixed in a re-balancing step that cares for modality k (digest 2.2).
+    """Parameters kept fixed in a re-balancing step that cares for modality k (Wu et al.
+    2022, balanced multimodal learning; docs/theory.md §6).
 
     - Single head: the other modality's path (k = 0: ``branch_B`` + ``fusion_B``; k = 1: A's).
       Its contribution is replaced by its detached mean, so it gets exactly zero gradient;
       `variant` makes no difference.
     - Two heads, ``variant="code"`` (the authors' code): C^{(1-k)->k}, the cross-connections into
       branch k. ``"branch_only"``: also branch 1-k's own layers θ_{1-k} (the "update only one
-      branch" reading, digest 2.2/[I]).
+      branch" reading of the re-balancing step).
     """
-    if k not in (0, 1):
-        raise ValueError(f"k (cared modality) must be 0 or 1; got {k!r}.")
-    if variant not in ("code", "branch_only"):
-        raise ValueError(f"variant must be 'code' or 'branch_only'; got {variant!r}.")
+    check_choice("k (cared modality)", k, (0, 1))
+    check_choice("variant", variant, VARIANTS)
     g = group_selectors(net)
     if isinstance(net, FusionDLN):
         return g["theta_prime_0"] if k == 0 else g["theta_prime_1"]
@@ -378,8 +314,9 @@ def _sq(arrays) -> Array:
 
 
 @eqx.filter_jit
-def mu(grads, params) -> Float[Array, 4]:
-    """μ(θ) = Σ ||∇_p L||² / Σ ||p||² for the four groups of `GROUPS` (digest 1.4), as one array.
+def mu(grads, params) -> Float[Array, " 4"]:
+    """μ(θ) = Σ ||∇_p L||² / Σ ||p||² for the four groups of `GROUPS` (Wu et al. 2022,
+    conditional learning speed; docs/theory.md §6), as one array.
 
     `grads` and `params` are network-shaped pytrees (e.g. the network and `jax.grad` of a loss
     with respect to it). A group with zero parameter norm gives 0.

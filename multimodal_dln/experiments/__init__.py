@@ -1,0 +1,21 @@
+"""The experiments wing: simulations on the toy data, sweeps, figures and paper reproductions.
+
+It imports the library (`multimodal_dln`) and is never imported by it. Modules:
+
+- `settings`: checks of toy settings, grids and seeds (errors name the caller's parameters);
+- `toy`: `simulate_toy`, members of the toy grid as one batched solve, one row per member;
+- `toy_sweep`: `run_sweep`, chunked, resumable sweeps into a folder; `store`: its CSV / JSON
+  files (`read_results`); `summary`: summaries and text tables of rows (no matplotlib);
+- `point`: one toy configuration for N seeds (`mdln simulate`); `run`: the `mdln run`
+  experiment;
+- `figures` and `trajectory_plot`: figures that take rows (time ratio, misattribution) or one
+  run (trajectory);
+- `zhang2024/` and `wu2022/`: the papers' figure families, each with a registry.
+
+Shared infrastructure (private modules, documented in their docstrings):
+
+- `_io`: the one JSON writer and the one CSV writer / reader;
+- `_batch`: the one batch builder (toy statistics, networks per member) with one seed policy,
+  and padding to a fixed batch size;
+- `_plotting`: figures without global matplotlib state, the colour table, `savefig`.
+"""

@@ -1,0 +1,376 @@
+"""Figures in the paper's style: time ratio and misattribution against a swept parameter.
+
+Conventions (Zhang et al. 2024's figures): modality A blue, B fuchsia, loss black; theory as
+lines, linear-network simulations as open circles; sweep colours from the 'Set1' colormap;
+about 4 x 3 inches. The trajectory figure (`plot_trajectory`) lives in `trajectory_plot` and is
+re-exported here.
+
+Everything is drawn on `matplotlib.figure.Figure` objects with the Agg canvas (`_plotting`),
+never through `pyplot`, so no global figure state is created or leaked. Each function returns
+its Figure and, given `path`, also saves it (PNG by default).
+
+Figures take rows, not files: a list of dicts (as in `SweepResult.rows` or
+`store.read_results(path)`), a dict of columns, or an object with a `rows` attribute (a
+`SweepResult`). Theory lines come from the library (`theory.time_ratio_toy_network`,
+`theory.misattribution_toy_network`; docs/theory.md §2-§4).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .. import theory
+from ._plotting import COLORS, new_figure, savefig, set1
+from .trajectory_plot import plot_trajectory
+
+__all__ = ["COLORS", "plot_misattribution", "plot_time_ratio", "plot_trajectory"]
+
+_LABELS = {
+    "rho": ("correlation $\\rho$", "$\\rho$"),
+    "ratio": ("variance ratio $\\sigma_A/\\sigma_B$", "$\\sigma_A/\\sigma_B$"),
+    "init_scale": ("initialization $u_0$", "$u_0$"),
+    "fusion_layer": ("fusion layer $L_f$", "$L_f$"),
+    "depth": ("depth $L$", "$L$"),
+    "seed": ("seed", "seed"),
+}
+_SERIES_KEYS = ("depth", "fusion_layer", "rho", "ratio", "init_scale")
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+# ------------------------------------------------------------------------------------------------
+# rows and series
+# ------------------------------------------------------------------------------------------------
+def _rows(rows) -> list[dict]:
+    """Normalize the accepted `rows` forms to a list of dicts."""
+    if isinstance(rows, (str, os.PathLike)):
+        raise ValueError(
+            "figures take rows, not files: read them first (experiments.store.read_results)."
+        )
+    if hasattr(rows, "rows") and not isinstance(rows, Mapping):
+        return list(rows.rows)
+    if isinstance(rows, Mapping):
+        cols = {k: np.atleast_1d(np.asarray(v)) for k, v in rows.items()}
+        n = {len(v) for v in cols.values()}
+        if len(n) > 1:
+            raise ValueError(
+                f"rows given as columns must all have the same length; got lengths {sorted(n)}."
+            )
+        count = n.pop() if n else 0
+        return [{k: v[i].item() for k, v in cols.items()} for i in range(count)]
+    out = list(rows)
+    if out and not isinstance(out[0], Mapping):
+        raise ValueError("rows must be a list of dicts, a dict of columns or a SweepResult.")
+    return out
+
+
+def _require(rows, cols):
+    if not rows:
+        raise ValueError("no rows to plot.")
+    missing = [c for c in cols if c not in rows[0]]
+    if missing:
+        raise ValueError(f"rows lack column(s) {missing}.")
+
+
+def _fmt_value(key, v) -> str:
+    if key == "init_scale":
+        return f"{v:.0e}" if v < 1e-2 else f"{v:g}"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _short(key) -> str:
+    return _LABELS.get(key, (key, key))[1]
+
+
+def _sortable(v):
+    return (0, v) if isinstance(v, (int, float)) else (1, str(v))
+
+
+def _series(rows, x, hue):
+    """Group rows into series: one per distinct value of every config key except x (and seed).
+
+    Returns (series list of (fixed values, rows), hue values sorted, other varying keys)."""
+    keys = [k for k in _SERIES_KEYS if k != x and k in rows[0]]
+    varying = [k for k in keys if len({r[k] for r in rows}) > 1]
+    if hue is not None and hue not in rows[0]:
+        raise ValueError(f"hue column {hue!r} is not in the rows.")
+    others = [k for k in varying if k != hue]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    ordered = sorted(groups.items(), key=lambda kv: tuple(_sortable(v) for v in kv[0]))
+    series = [(dict(zip(keys, key, strict=True)), rs) for key, rs in ordered]
+    hues = sorted({r[hue] for r in rows}) if hue is not None else [None]
+    return series, hues, others
+
+
+def _hue_colors(hue, hues, hue_order) -> dict:
+    if hue_order is None:
+        return dict(zip(hues, set1(len(hues)), strict=True))
+    order = list(hue_order)
+    missing = [h for h in hues if h not in order]
+    if missing:
+        raise ValueError(f"hue_order lacks the {hue} value(s) {missing} present in the rows.")
+    return dict(zip(order, set1(len(order)), strict=True))
+
+
+def _dense(x, xs):
+    xs = np.asarray(xs, float)
+    lo, hi = float(np.min(xs)), float(np.max(xs))
+    if x == "rho":
+        lo, hi = min(lo, -0.92) if lo < 0 else lo, max(hi, 0.92) if hi > 0 else hi
+        lo, hi = max(lo - 0.02, -0.995), min(hi + 0.02, 0.995)
+        return np.linspace(lo, hi, 400)
+    if x == "init_scale":
+        return np.geomspace(lo, hi if hi > lo else lo * 10, 200)
+    if x == "fusion_layer":
+        return np.arange(int(lo), int(hi) + 1)
+    if hi == lo:
+        lo, hi = lo * 0.9, hi * 1.1
+    return np.linspace(lo, hi, 400)
+
+
+def _point_stats(rs, x, ycol):
+    """Per x value: the mean and every seed's value, over successful rows only (a failed
+    member has no phase values: it is never drawn as a point)."""
+    xs = sorted({r[x] for r in rs})
+    mean, pts_x, pts_y = [], [], []
+    for xv in xs:
+        ys = [r[ycol] for r in rs if r[x] == xv and r.get("success", True)]
+        ys = [y for y in ys if y is not None and math.isfinite(y)]
+        pts_x += [xv] * len(ys)
+        pts_y += ys
+        mean.append(float(np.mean(ys)) if ys else np.nan)
+    arr = lambda a: np.asarray(a, float)  # noqa: E731
+    return arr(xs), np.asarray(mean), arr(pts_x), arr(pts_y)
+
+
+# ------------------------------------------------------------------------------------------------
+# drawing
+# ------------------------------------------------------------------------------------------------
+def _draw_theory(ax, theory_fn, x, xs, fixed, color, style) -> bool:
+    """The theory curve of one series; False when no theory applies there."""
+    dense = _dense(x, xs)
+    args = {k: fixed.get(k, np.nan) for k in _SERIES_KEYS}
+    args[x] = dense
+    th = np.asarray(theory_fn(*(args[k] for k in _SERIES_KEYS)), float)
+    th = np.broadcast_to(th, dense.shape)
+    if not np.any(np.isfinite(th)):
+        return False
+    if x == "fusion_layer":
+        ax.plot(dense, th, ls="none", marker="_", ms=14, mew=2, color=color)
+    else:
+        ax.plot(dense, th, ls=_LINESTYLES[style % len(_LINESTYLES)], lw=1.2, color=color)
+    return True
+
+
+def _draw_series(ax, series, x, hue, others, colors, ycol, theory_fn):
+    """Points, means and theory of every series; returns (style per other-key, drew theory)."""
+    style_of: dict[tuple, int] = {}
+    drew_theory = False
+    for fixed, rs in series:
+        color = colors[fixed.get(hue)] if hue is not None else set1(1)[0]
+        style = style_of.setdefault(tuple(fixed[k] for k in others), len(style_of))
+        xs, mean, px, py = _point_stats(rs, x, ycol)
+        marker = _MARKERS[style % len(_MARKERS)]
+        ax.plot(px, py, ls="none", marker=marker, ms=3, color=color, alpha=0.3, mew=0)
+        ax.plot(xs, mean, ls="none", marker=marker, ms=6, mfc="none", mec=color, mew=1.3)
+        if theory_fn is not None:
+            drew_theory |= _draw_theory(ax, theory_fn, x, xs, fixed, color, style)
+    return style_of, drew_theory
+
+
+def _axes_style(ax, rows, x, logy, ylabel) -> None:
+    if logy:
+        from matplotlib.ticker import LogFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    if x == "init_scale":
+        ax.set_xscale("log")
+    if x == "fusion_layer":
+        ax.set_xticks(sorted({r[x] for r in rows}))
+    ax.set_xlabel(_LABELS.get(x, (x,))[0])
+    ax.set_ylabel(ylabel)
+
+
+def _legend(ax, hue, hues, colors, others, style_of, drew_theory, legend_theory) -> None:
+    handles = []
+    if hue is not None:
+        handles += [
+            Line2D([], [], color=colors[h], lw=2, label=f"{_short(hue)} = {_fmt_value(hue, h)}")
+            for h in hues
+        ]
+    for other_key, style in style_of.items():
+        if others:
+            label = ", ".join(
+                f"{_short(k)} = {_fmt_value(k, v)}" for k, v in zip(others, other_key, strict=True)
+            )
+            ls, marker = _LINESTYLES[style % len(_LINESTYLES)], _MARKERS[style % len(_MARKERS)]
+            handles.append(
+                Line2D([], [], color="gray", ls=ls, marker=marker, mfc="none", label=label)
+            )
+    handles.append(
+        Line2D([], [], ls="none", marker="o", mfc="none", mec="gray", label="simulation (mean)")
+    )
+    if drew_theory:
+        handles.append(Line2D([], [], color="gray", lw=1.2, label=legend_theory))
+    ax.legend(handles=handles, fontsize="x-small", frameon=False, loc="best")
+
+
+_SETTING_WORDS = {"flow": "gradient flow", "gd": "gradient descent"}
+
+
+def _subtitle(rows, x, hue, others) -> str:
+    """The fixed parameters, the shared settings and how many failed runs are omitted."""
+    fixed = [k for k in _SERIES_KEYS if k not in (x, hue) and k not in others and k in rows[0]]
+    sub = ", ".join(f"{_short(k)} = {_fmt_value(k, rows[0][k])}" for k in fixed)
+    extra = []
+    for k in ("width", "init", "method"):
+        vals = {r.get(k) for r in rows}
+        if len(vals) == 1 and None not in vals:
+            v = vals.pop()
+            extra.append(f"width {v}" if k == "width" else _SETTING_WORDS.get(v, f"{v} init"))
+    if extra:
+        sub += ("; " if sub else "") + ", ".join(extra)
+    n_failed = sum(1 for r in rows if not r.get("success", True))
+    if n_failed:
+        sub += f"  ({n_failed} failed run{'s' if n_failed > 1 else ''} omitted)"
+    return sub
+
+
+def _scatter_plot(
+    rows,
+    *,
+    x,
+    hue,
+    ycol,
+    theory_fn,
+    ax,
+    figsize,
+    logy,
+    ylabel,
+    title,
+    legend_theory,
+    hue_order=None,
+):
+    """Simulation points and theory lines of `ycol` against `x`, one colour per `hue`."""
+    rows = _rows(rows)
+    _require(rows, [x, ycol] + ([hue] if hue else []))
+    series, hues, others = _series(rows, x, hue)
+    colors = _hue_colors(hue, hues, hue_order)
+    fig, ax = (ax.figure, ax) if ax is not None else new_figure(figsize)
+    style_of, drew = _draw_series(ax, series, x, hue, others, colors, ycol, theory_fn)
+    _axes_style(ax, rows, x, logy, ylabel)
+    _legend(ax, hue, hues, colors, others, style_of, drew, legend_theory)
+    ax.set_title(title if title is not None else _subtitle(rows, x, hue, others), fontsize="small")
+    return fig
+
+
+def _finish(fig: Figure, path, dpi) -> Figure:
+    if path is not None:
+        savefig(fig, path, dpi=dpi)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# public plots
+# ------------------------------------------------------------------------------------------------
+def plot_time_ratio(
+    rows,
+    x: str = "rho",
+    hue: str | None = "ratio",
+    *,
+    ax=None,
+    theory: bool = True,
+    only_success: bool = True,
+    logy: bool = True,
+    hue_order=None,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    figsize=(4.5, 3.4),
+    dpi: int = 150,
+) -> Figure:
+    """Time ratio t_B / t_A against `x`, one colour per value of `hue` (Zhang et al. 2024,
+    time-ratio sweeps; docs/theory.md §2-§3).
+
+    Simulations: mean over seeds as open circles, each seed as a faint dot. Failed runs
+    (status not OK) are never drawn: they have no phase values (`only_success` is kept for
+    compatibility; the title counts them). Theory lines where a theory exists
+    (`theory.time_ratio_toy_network`): the late-fusion toy formula 1 + (r^2 - 1)/(1 - rho^2)
+    for L_f = L, exactly 1 for L_f = 1, the leading-order deep formula for 1 < L_f < L; none
+    for depth 1 or r < 1. Series differing in another varying column get their own marker and
+    line style. `x`, `hue` name columns (rho, ratio, init_scale, fusion_layer). Log y-axis.
+    `hue_order` fixes the hue values' colours (Set1 in that order), e.g. to keep colours
+    consistent between figures that show different subsets. `ax` draws into an existing Axes.
+    """
+    del only_success
+    fig = _scatter_plot(
+        rows,
+        x=x,
+        hue=hue,
+        ycol="time_ratio",
+        theory_fn=_time_ratio_theory if theory else None,
+        ax=ax,
+        figsize=figsize,
+        logy=logy,
+        ylabel="time ratio $t_B / t_A$",
+        title=title,
+        legend_theory="theory",
+        hue_order=hue_order,
+    )
+    return _finish(fig, path, dpi)
+
+
+def plot_misattribution(
+    rows,
+    x: str = "rho",
+    hue: str | None = "ratio",
+    *,
+    ax=None,
+    theory: bool = True,
+    only_success: bool = True,
+    hue_order=None,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    figsize=(4.5, 3.4),
+    dpi: int = 150,
+) -> Figure:
+    """Misattribution W_A^tot(t_uni) - W_A^tot(inf) against `x` (default rho; Zhang et al.
+    2024, misattribution; docs/theory.md §4), with the theory rho / r drawn where a unimodal
+    phase is predicted (L_f >= 2, r > 1; `theory.misattribution_toy_network`)."""
+    del only_success
+    fig = _scatter_plot(
+        rows,
+        x=x,
+        hue=hue,
+        ycol="misattribution",
+        theory_fn=_misattribution_theory if theory else None,
+        ax=ax,
+        figsize=figsize,
+        logy=False,
+        ylabel="misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\\infty)$",
+        title=title,
+        legend_theory="theory $\\rho / r$",
+        hue_order=hue_order,
+    )
+    target = ax if ax is not None else fig.axes[0]
+    target.axhline(0.0, color="0.8", lw=0.8, zorder=0)
+    return _finish(fig, path, dpi)
+
+
+def _time_ratio_theory(depth, fusion_layer, rho, ratio, init_scale):
+    return theory.time_ratio_toy_network(depth, fusion_layer, rho, ratio, init_scale)
+
+
+def _misattribution_theory(depth, fusion_layer, rho, ratio, init_scale):
+    return theory.misattribution_toy_network(depth, fusion_layer, rho, ratio, init_scale)

@@ -1,0 +1,235 @@
+"""The `mdln run` experiment: the paper's two-layer late-fusion toy experiment.
+
+Time ratio t_B / t_A and misattribution against rho for several variance ratios (simulation
+against theory; docs/theory.md §2 and §4) and one training trajectory (ratio 2, rho 0.5), with
+figures, CSV and JSON in one folder. `run_experiment` does the work and returns what the CLI
+prints; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+
+from .. import theory
+from .._measurements import measure
+from ._io import write_json
+from .figures import plot_misattribution, plot_trajectory
+from .summary import median, text_table
+from .toy import MemberConfig, simulate_toy
+from .toy_sweep import run_sweep
+
+__all__ = [
+    "RUN_FULL",
+    "RUN_QUICK",
+    "RunResult",
+    "files_line",
+    "header_line",
+    "run_experiment",
+    "run_figures",
+    "run_table",
+    "trajectory_line",
+]
+
+RUN_FULL = {
+    "width": 100,
+    "seeds": 3,
+    "rho": [round(-0.9 + 0.225 * i, 12) for i in range(9)],
+    "ratio": [1.0, 1.5, 2.0, 3.0],
+    "chunk_size": 36,
+}
+RUN_QUICK = {
+    "width": 8,
+    "seeds": 1,
+    "rho": [-0.9, -0.45, 0.0, 0.45, 0.9],
+    "ratio": [1.0, 2.0, 3.0],
+    "chunk_size": 4,
+}
+DEPTH, FUSION_LAYER, INIT_SCALE, INIT = 2, 2, 1e-12, "random"
+TRAJECTORY_POINT = {"rho": 0.5, "ratio": 2.0}
+_TRAJECTORY_KEYS = (
+    "rho",
+    "ratio",
+    "t_A",
+    "t_B",
+    "time_ratio",
+    "misattribution",
+    "success",
+    "status",
+    "reason",
+)
+
+
+@dataclass
+class RunResult:
+    """What `run_experiment` returns: every row, the per-ratio table (lines and entries), the
+    trajectory's row, the summary written to summary.json, and the wall time."""
+
+    out: Path
+    rows: list[dict]
+    table_lines: list[str]
+    table: list[dict]
+    trajectory_row: dict
+    summary: dict
+    wall_time_s: float
+
+
+def header_line(quick: bool, out) -> str:
+    """The line printed before the run starts."""
+    spec, out = (RUN_QUICK if quick else RUN_FULL), Path(out)
+    return (
+        f"mdln run{' --quick' if quick else ''}: two-layer late fusion on the toy data, width "
+        f"{spec['width']}, {INIT} init u0 = {INIT_SCALE:g}, {spec['seeds']} seed(s), gradient "
+        f"flow -> {out}/"
+    )
+
+
+def run_experiment(out, *, quick: bool = False, resume: bool = False, progress: bool = True):
+    """Run the sweep (overwriting `out` unless `resume`), draw the figures, write
+    summary.json (the sweep's summary plus a "run" entry) and return a `RunResult`."""
+    t0 = time.perf_counter()
+    spec = RUN_QUICK if quick else RUN_FULL
+    out = Path(out)
+    grid = {
+        "fusion_layer": [FUSION_LAYER],
+        "rho": spec["rho"],
+        "ratio": spec["ratio"],
+        "init_scale": [INIT_SCALE],
+    }
+    res = run_sweep(
+        grid,
+        depth=DEPTH,
+        width=spec["width"],
+        seeds=spec["seeds"],
+        init=INIT,
+        method="flow",
+        out_dir=out,
+        resume=resume,
+        overwrite=not resume,
+        chunk_size=spec["chunk_size"],
+        progress=progress,
+    )
+    figs, r0 = run_figures(res.rows, spec, out)
+    lines, table = run_table(res.rows, spec["ratio"])
+    wall = time.perf_counter() - t0
+    run_summary = {
+        "experiment": "two-layer late fusion, toy data (Zhang et al. 2024; docs/theory.md §2)",
+        "quick": bool(quick),
+        "depth": DEPTH,
+        "fusion_layer": FUSION_LAYER,
+        "width": spec["width"],
+        "init": INIT,
+        "init_scale": INIT_SCALE,
+        "seeds": spec["seeds"],
+        "rho": spec["rho"],
+        "ratio": spec["ratio"],
+        "per_ratio": table,
+        "trajectory": {k: r0[k] for k in _TRAJECTORY_KEYS},
+        "wall_time_s": wall,
+        "files": {k: str(v) for k, v in (res.files | figs).items()},
+    }
+    summary = dict(res.summary) | {"run": run_summary}
+    write_json(out / "summary.json", summary)
+    return RunResult(out, res.rows, lines, table, r0, summary, wall)
+
+
+def run_figures(rows, spec, out: Path) -> tuple[dict, dict]:
+    """misattribution.png (r > 1 only) and trajectory.png (r = 2, rho = 0.5); returns their
+    paths and the trajectory's row."""
+    mis_rows = [r for r in rows if r["ratio"] > 1.0]  # a unimodal phase exists only for r > 1
+    mis_path = out / "misattribution.png"
+    if mis_rows:
+        plot_misattribution(mis_rows, hue_order=sorted(spec["ratio"]), path=mis_path)
+    member = MemberConfig(
+        FUSION_LAYER, TRAJECTORY_POINT["rho"], TRAJECTORY_POINT["ratio"], INIT_SCALE, 0
+    )
+    # padded to the sweep's chunk size: no recompile
+    sim = simulate_toy(
+        [member], depth=DEPTH, width=spec["width"], init=INIT, pad_to=spec["chunk_size"]
+    )
+    traj0 = sim.trajectory[0]
+    stats0 = jax.tree.map(lambda a: a[0], sim.stats)
+    traj_path = out / "trajectory.png"
+    plot_trajectory(
+        traj0,
+        measure(traj0, stats0),
+        stats0,
+        path=traj_path,
+        title="late fusion, toy data: $\\sigma_A/\\sigma_B$ = 2, $\\rho$ = 0.5",
+    )
+    return {"misattribution_figure": mis_path, "trajectory_figure": traj_path}, sim.rows[0]
+
+
+def _ratio_entry(ratio, rows) -> dict:
+    rs = [r for r in rows if r["ratio"] == ratio]
+    ok = [r for r in rs if r["success"]]
+    errs = [abs(r["rel_error"]) for r in ok if math.isfinite(r["rel_error"])]
+    th = [r["theory_time_ratio"] for r in rs]
+    mis_err = [abs(r["misattribution"] - r["rho"] / r["ratio"]) for r in ok] if ratio > 1 else []
+    return {
+        "ratio": ratio,
+        "n": len(rs),
+        "n_success": len(ok),
+        "theory_min": min(th),
+        "theory_max": max(th),
+        "median_abs_rel_error": median(errs),
+        "max_abs_rel_error": max(errs) if errs else math.nan,
+        "misattribution_median_abs_error": median(mis_err),
+    }
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.2f}%" if math.isfinite(v) else "-"
+
+
+def _theory_range(e) -> str:
+    lo, hi = e["theory_min"], e["theory_max"]
+    return f"{lo:.3g}" if lo == hi else f"{lo:.3g} - {hi:.3g}"
+
+
+def _mis_cell(e) -> str:
+    v = e["misattribution_median_abs_error"]
+    return f"{v:.4f}" if e["ratio"] > 1 and e["n_success"] else "- (no phase)"
+
+
+_RUN_COLUMNS = (
+    ("ratio", 6, lambda e: f"{e['ratio']:g}"),
+    ("runs", 5, lambda e: f"{e['n']}"),
+    ("ok", 4, lambda e: f"{e['n_success']}"),
+    ("theory range", 15, _theory_range),
+    ("median |sim/th-1|", 18, lambda e: _pct(e["median_abs_rel_error"])),
+    ("max", 8, lambda e: _pct(e["max_abs_rel_error"])),
+    ("misattr. median |err|", 22, _mis_cell),
+)
+
+
+def run_table(rows, ratios) -> tuple[list[str], list[dict]]:
+    """Per ratio: runs, successful runs, theory range and |sim / theory - 1| over the
+    successful runs only (failed runs have no time ratio). Returns (lines, entries)."""
+    table = [_ratio_entry(ratio, rows) for ratio in ratios]
+    header, *body = text_table(_RUN_COLUMNS, table)
+    return [header, "-" * len(header), *body], table
+
+
+def trajectory_line(r0) -> str:
+    """The trajectory run's phase times next to the theory, or why it has none."""
+    head = "trajectory (r = 2, rho = 0.5): "
+    if not r0["success"]:
+        return head + f"{r0['status']}: {r0['reason']} (no phase times)"
+    th0 = theory.time_ratio_toy_network(DEPTH, FUSION_LAYER, 0.5, 2.0, INIT_SCALE)
+    return head + (
+        f"t_A = {r0['t_A']:.4g}, t_B = {r0['t_B']:.4g}, t_B/t_A = {r0['time_ratio']:.4g} "
+        f"(theory {th0:.4g}); misattribution {r0['misattribution']:.4f} (theory {0.5 / 2.0:.4f})"
+    )
+
+
+def files_line(out: Path, wall: float) -> str:
+    """The closing line: what was written where, and how long it took."""
+    return (
+        f"wrote {out}/: results.csv, config.json, summary.json, time_ratio.png, "
+        f"misattribution.png, trajectory.png ({wall:.1f} s)"
+    )

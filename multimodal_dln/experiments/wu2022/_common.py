@@ -1,0 +1,133 @@
+"""Shared pieces of the Wu et al. (ICML 2022) experiments on deep linear networks.
+
+- Reference tables: first-crossing steps t_A, t_B of vanilla and balanced training in the toy
+  settings of these experiments, from an independent NumPy implementation of balanced
+  multimodal learning (Wu et al. 2022; docs/theory.md §6) on population gradients. They are
+  the targets the `greedy-toy` / `greedy-deep` rows are compared with (``reference_*`` columns).
+- `members(rhos, Qs, alpha)`: one member per (rho, algorithm); vanilla is the balanced loop with
+  alpha = inf (it never triggers), so every member shares one compiled function.
+- `paired_batch(rows, ratio, seed, ...)`: toy statistics per member and the same initial
+  network for every member (one seed: paired comparisons), from the one batch builder.
+- `run_row(run, i, lr)`: member i of a `GreedyRun` as a table row (times in steps and in
+  gradient-flow units t = steps x lr).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._batch import init_networks, network_keys, toy_statistics
+
+__all__ = [
+    "WU2022_REFERENCE_DEEP",
+    "WU2022_REFERENCE_TOY",
+    "finite_or_none",
+    "members",
+    "paired_batch",
+    "run_row",
+    "step_or_none",
+]
+
+# Two-layer late fusion, toy data (ratio 2, width 100, entrywise init 1e-9, lr AUTHORS_LR,
+# alpha 0.01, no warm-up, 40 000 steps), in steps: (rho, Q or None for vanilla) -> (t_A, t_B).
+WU2022_REFERENCE_TOY = {
+    (0.5, None): (104, 468),
+    (0.5, 1): (207, 258),
+    (0.5, 5): (865, 241),
+    (0.0, None): (127, 477),
+    (0.0, 1): (253, 477),
+    (0.0, 5): (757, 477),
+    (-0.5, None): (164, 798),
+    (-0.5, 1): (327, 12840),
+    (-0.5, 5): (979, 19816),
+}
+# Deep fusion L = 4 (the authors' deep Gaussian init, u0 = 0.1, 15 000 steps), in steps:
+# (rho, L_f, Q or None) -> (t_A, t_B).
+WU2022_REFERENCE_DEEP = {
+    (0.5, 2, None): (824, 872),
+    (0.5, 2, 1): (1439, 1444),
+    (0.5, 2, 5): (2127, 2055),
+    (0.5, 3, None): (925, 1619),
+    (0.5, 3, 1): (1835, 1989),
+    (0.5, 3, 5): (2899, 2802),
+    (0.5, 4, None): (1304, 7830),
+    (0.5, 4, 1): (2607, 4271),
+    (0.5, 4, 5): (4417, 4320),
+    (0.0, 2, None): (1059, 1110),
+    (0.0, 2, 1): (2001, 2034),
+    (0.0, 2, 5): (3829, 3796),
+    (0.0, 3, None): (1155, 1826),
+    (0.0, 3, 1): (2305, 2775),
+    (0.0, 3, 5): (5203, 5077),
+    (0.0, 4, None): (1629, 7501),
+    (0.0, 4, 1): (3257, 7501),
+    (0.0, 4, 5): (7999, 7796),
+}
+
+
+def members(rhos, Qs, alpha) -> list[dict]:
+    """One row per (rho, algorithm): vanilla, then balanced with each Q."""
+    rows = []
+    for rho in rhos:
+        rows.append({"rho": float(rho), "algorithm": "vanilla", "Q": None, "alpha": None})
+        for q in Qs:
+            rows.append(
+                {"rho": float(rho), "algorithm": "balanced", "Q": int(q), "alpha": float(alpha)}
+            )
+    return rows
+
+
+def paired_batch(rows, ratio, seed, *, depth, fusion_layer, width, init_scale, init):
+    """``(stats, nets, alpha, Q)``: toy statistics per member, the same network for every member
+    (every member draws from `seed`: paired comparisons), and the balancing parameters."""
+    n = len(rows)
+    stats = toy_statistics([r["rho"] for r in rows], ratio)
+    nets = init_networks(
+        network_keys(np.full(n, seed)),
+        stats,
+        init_scale,
+        depth=depth,
+        fusion_layer=fusion_layer,
+        width=width,
+        init=init,
+    )
+    alpha = jnp.asarray([math.inf if r["alpha"] is None else r["alpha"] for r in rows])
+    Q = jnp.asarray([r["Q"] or 1 for r in rows])
+    return stats, nets, alpha, Q
+
+
+def finite_or_none(x):
+    """A float, or None when it is not finite (JSON has no NaN)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def step_or_none(x):
+    """A step count, or None for the trainer's 'never' (-1)."""
+    x = int(x)
+    return x if x >= 0 else None
+
+
+def run_row(run, i, lr) -> dict:
+    """Member i of a `GreedyRun`: first-crossing steps and times, lag, phase counts, finals."""
+    tA, tB = step_or_none(run.t_A_step[i]), step_or_none(run.t_B_step[i])
+    counts = np.asarray(run.mode_counts[i])
+    return {
+        "t_A_steps": tA,
+        "t_B_steps": tB,
+        "t_A": None if tA is None else tA * lr,
+        "t_B": None if tB is None else tB * lr,
+        "lag_steps": None if tA is None or tB is None else tB - tA,
+        "time_ratio": None if tA is None or tB is None else tB / tA,
+        "unimodal_steps": step_or_none(run.n_unimodal[i]),
+        "inverted_steps": step_or_none(run.n_inverted[i]),
+        "rebalance_steps": int(counts[1] + counts[2]),
+        "final_d_util": finite_or_none(run.d_util[i, -1]),
+        "final_d_speed": finite_or_none(run.d_speed[i, -1]),
+        "final_loss": finite_or_none(run.loss[i, -1]),
+        "final_E_g": finite_or_none(run.gen_error[i, -1]),
+        "final_R2": finite_or_none(run.perf[i, -1]),
+    }

@@ -1,0 +1,191 @@
+"""A small real two-view data set for Wu et al. 2022's diagnostics and balanced training
+(docs/theory.md §6): scikit-learn's 8x8 digits (bundled with scikit-learn, no download) split
+into two noisy views (left / right image half, Gaussian pixel noise of different strength), a
+two-head ReLU `TwoHeadFusionNet` trained with minibatch SGD on the sum of the heads'
+cross-entropies; vanilla vs balanced vs random re-balancing over several seeds: test accuracy,
+head and unimodal (mean-imputed) accuracies, d_util."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ... import Dataset, TwoHeadFusionNet, greedy
+from .._plotting import new_figure, savefig
+from ._common import finite_or_none
+
+__all__ = ["SUMMARY_KEYS", "digits_experiment", "digits_views", "plot_digits"]
+
+SUMMARY_KEYS = (
+    "test_accuracy",
+    "head0_accuracy",
+    "head1_accuracy",
+    "unimodal0_accuracy",
+    "unimodal1_accuracy",
+    "d_util",
+)
+
+
+def digits_views(seed: int = 0, *, noise_A: float = 0.1, noise_B: float = 0.5, n_train: int = 1000):
+    """scikit-learn's 8x8 digits as two noisy views: A = left image half (32 pixels), B = right
+    half, pixel values in [0, 1] plus Gaussian noise (std `noise_A`, `noise_B`), standardised
+    with training-set statistics; labels one-hot (10 classes). Returns `(train, test)`."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the digits experiment needs scikit-learn (pip install scikit-learn); "
+            "sklearn.datasets.load_digits ships the data, nothing is downloaded."
+        ) from err
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(X))
+    X, y = X[perm].reshape(-1, 8, 8) / 16.0, y[perm]
+    A = X[:, :, :4].reshape(len(X), -1) + noise_A * rng.standard_normal((len(X), 32))
+    B = X[:, :, 4:].reshape(len(X), -1) + noise_B * rng.standard_normal((len(X), 32))
+
+    def standardise(V):
+        m, s = V[:n_train].mean(0), V[:n_train].std(0) + 1e-8
+        return (V - m) / s
+
+    A, B, Y = standardise(A), standardise(B), np.eye(10)[y]
+    tr = Dataset(jnp.asarray(A[:n_train]), jnp.asarray(B[:n_train]), jnp.asarray(Y[:n_train]))
+    te = Dataset(jnp.asarray(A[n_train:]), jnp.asarray(B[n_train:]), jnp.asarray(Y[n_train:]))
+    return tr, te
+
+
+def _two_head_nets(seeds, width, init_scale):
+    """Depth 3 (32 -> width -> width -> 10 per branch), cross-connections at layers 2 and 3,
+    entrywise init N(0, init_scale^2); one network per seed."""
+    return eqx.filter_vmap(
+        lambda k: TwoHeadFusionNet.init(
+            k,
+            depth=3,
+            fusion_layers=(2, 3),
+            width=width,
+            d_A=32,
+            d_B=32,
+            d_out=10,
+            init_scale=init_scale,
+            init="entrywise",
+            activation="relu",
+        )
+    )(jax.random.split(jax.random.key(1234), seeds))
+
+
+def _algorithm_kw(alg, alpha, Q) -> dict:
+    if alg == "random":
+        return dict(algorithm="random")
+    return dict(algorithm="balanced", alpha=(math.inf if alg == "vanilla" else alpha), Q=Q)
+
+
+def _rows(alg, run, tr, te) -> list[dict]:
+    """One row per seed: accuracies, conditional utilization (docs/theory.md §6), run end."""
+    u = eqx.filter_vmap(lambda n, e, t: greedy.utilization(n, e, train=t))(run.final, te, tr)
+    counts = np.asarray(run.mode_counts)
+    return [
+        {
+            "algorithm": alg,
+            "seed": s,
+            "test_accuracy": float(run.perf[s, -1]),
+            "head0_accuracy": float(u.perf[s, 0]),
+            "head1_accuracy": float(u.perf[s, 1]),
+            "unimodal0_accuracy": float(u.perf_imputed[s, 0]),
+            "unimodal1_accuracy": float(u.perf_imputed[s, 1]),
+            "u_10": float(u.u_10[s]),
+            "u_01": float(u.u_01[s]),
+            "d_util": float(u.d_util[s]),
+            "final_d_speed": finite_or_none(run.d_speed[s, -1]),
+            "rebalance_steps": int(counts[s, 1] + counts[s, 2]),
+            "final_train_loss": float(run.loss[s, -1]),
+        }
+        for s in range(counts.shape[0])
+    ]
+
+
+def summarize_digits(rows, algorithms) -> dict:
+    """Mean and std over seeds of `SUMMARY_KEYS`, per algorithm."""
+    summary = {}
+    for alg in algorithms:
+        sel = [r for r in rows if r["algorithm"] == alg]
+        summary[alg] = {
+            k: {
+                "mean": float(np.mean([r[k] for r in sel])),
+                "std": float(np.std([r[k] for r in sel])),
+            }
+            for k in SUMMARY_KEYS
+        }
+    return summary
+
+
+def digits_experiment(
+    *,
+    seeds: int = 5,
+    noise_A: float = 0.1,
+    noise_B: float = 0.5,
+    width: int = 64,
+    init_scale: float = 0.15,
+    lr: float = 0.05,
+    n_steps: int = 3000,
+    batch_size: int = 64,
+    Q: int = 5,
+    alpha: float = 0.01,
+    warmup: int | None = None,
+    algorithms=("vanilla", "balanced", "random"),
+    n_save: int = 30,
+):
+    """Two-head ReLU network on two noisy digit views, vanilla vs balanced vs random
+    re-balancing, over `seeds` seeds (data split, noise and init per seed).
+
+    Minibatch SGD, loss = sum of the heads' cross-entropies (the authors' blend loss), warm-up
+    one epoch (default). Returns `(rows, summary)`: one row per (algorithm, seed) and mean / std
+    per algorithm.
+    """
+    views = [digits_views(s, noise_A=noise_A, noise_B=noise_B) for s in range(seeds)]
+    tr = jax.tree.map(lambda *a: jnp.stack(a), *[v[0] for v in views])
+    te = jax.tree.map(lambda *a: jnp.stack(a), *[v[1] for v in views])
+    n_train = tr.x_A.shape[1]
+    warmup = -(-n_train // batch_size) if warmup is None else warmup
+    nets = _two_head_nets(seeds, width, init_scale)
+    keys = jax.random.split(jax.random.key(99), seeds)
+    rows = []
+    for alg in algorithms:
+        run = greedy.train(
+            nets,
+            tr,
+            lr=lr,
+            n_steps=n_steps,
+            warmup=warmup,
+            loss="cross_entropy",
+            eval_data=te,
+            batch_size=batch_size,
+            key=keys,
+            n_save=n_save,
+            **_algorithm_kw(alg, alpha, Q),
+        )
+        rows += _rows(alg, run, tr, te)
+    return rows, summarize_digits(rows, algorithms)
+
+
+def plot_digits(summary, out_dir, prefix: str = "greedy_digits"):
+    """Bar chart of test / unimodal accuracies and d_util per algorithm; returns the path."""
+    algs = list(summary)
+    keys = ("test_accuracy", "unimodal0_accuracy", "unimodal1_accuracy", "d_util")
+    fig, ax = new_figure((7.5, 3.4), layout=None)
+    w = 0.8 / len(algs)
+    for j, alg in enumerate(algs):
+        m = [summary[alg][k]["mean"] for k in keys]
+        s = [summary[alg][k]["std"] for k in keys]
+        ax.bar(np.arange(len(keys)) + j * w, m, w, yerr=s, label=alg, capsize=2)
+    ax.set_xticks(np.arange(len(keys)) + w * (len(algs) - 1) / 2)
+    ax.set_xticklabels(["test acc", "A-only acc (f0')", "B-only acc (f1')", "d_util"])
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=8)
+    ax.set_title("digits, two noisy views, two-head ReLU net (mean ± std over seeds)")
+    fig.tight_layout()
+    return savefig(fig, Path(out_dir) / f"{prefix}.png", dpi=110)

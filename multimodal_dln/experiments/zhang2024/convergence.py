@@ -1,0 +1,127 @@
+"""Beyond the paper: convergence of the two-layer time ratio to the leading-order formula as
+u0 -> 0 (docs/theory.md §2, §3, §7).
+
+Two-layer late fusion, toy data, u0 from 1e-2 down to 1e-30 (float64): per (rho, ratio), the
+full network from the balanced aligned init (squares; equal to the reduced dynamics), from the
+authors' deep `random` scheme (per-layer norm u0, width 16, circles), the exact reduced dynamics
+(line) and the first-order formula `phase_times_two_layer(order=1)` (dashed), as
+|ratio / leading order - 1| against ln(1/u0): the error decays like c / ln(1/u0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ... import theory
+from .._batch import bucket
+from .._plotting import new_figure, set1
+from ._common import reduced, rel_stats, toy_runs
+
+__all__ = ["plot_init_convergence", "simulate_init_convergence", "summarize_init_convergence"]
+
+_PAIRS = [(0.5, 2.0), (-0.5, 2.0), (0.9, 1.5), (-0.9, 3.0), (0.45, 3.0)]
+
+
+def _scales(quick: bool) -> list[float]:
+    if quick:
+        return [1e-2, 1e-4, 1e-8, 1e-16, 1e-30]
+    return [1e-2, 1e-3, 1e-4, 1e-6, 1e-9, 1e-12, 1e-16, 1e-20, 1e-25, 1e-30]
+
+
+def simulate_init_convergence(ctx) -> dict:
+    """Aligned and random networks, the reduced dynamics and the first-order formula on the
+    (rho, ratio, u0) grid."""
+    us = _scales(ctx.quick)
+    grid = [(rho, r, u) for rho, r in _PAIRS for u in us]
+    rho, ratio, u0 = (np.array([g[j] for g in grid]) for j in range(3))
+    n = len(grid)
+    stats, _, m_al = toy_runs(ctx, rho, ratio, np.zeros(n, int), u0=u0, init="aligned")
+    _, _, m_rn = toy_runs(ctx, rho, ratio, np.ones(n, int), u0=u0, init="random")
+    _, m_red = reduced(
+        stats, depth=2, fusion_layer=2, u0=u0, n=n, size=bucket(n, (32, 128)), n_save=1024
+    )
+    tA1, tB1 = jax.vmap(lambda s, u: theory.phase_times_two_layer(s, u, order=1))(
+        stats, jnp.asarray(u0)
+    )
+    return {
+        "u0s": us,
+        "rho": rho,
+        "ratio": ratio,
+        "u0": u0,
+        "aligned": m_al,
+        "random": m_rn,
+        "reduced": m_red,
+        "first_order": np.asarray(tB1 / tA1),
+    }
+
+
+def summarize_init_convergence(sim) -> tuple[list[dict], dict]:
+    """One row per (rho, ratio, u0); agreements and the log-log slope of the reduced
+    dynamics' error against ln(1/u0) (u0 <= 1e-8)."""
+    rho, ratio, u0 = sim["rho"], sim["ratio"], sim["u0"]
+    al, rn, red = (sim[k]["time_ratio"] for k in ("aligned", "random", "reduced"))
+    first = sim["first_order"]
+    lead = np.asarray(theory.time_ratio_toy(rho, ratio))
+    rows = [
+        {
+            "rho": rho[i],
+            "ratio": ratio[i],
+            "init_scale": u0[i],
+            "ln_1_over_u0": math.log(1 / u0[i]),
+            "leading_order": lead[i],
+            "first_order": first[i],
+            "reduced": red[i],
+            "sim_aligned": al[i],
+            "sim_random": rn[i],
+            "success_aligned": sim["aligned"]["success"][i],
+            "success_random": sim["random"]["success"][i],
+        }
+        for i in range(len(rho))
+    ]
+    ell = np.log(1 / u0)
+    small = u0 <= 1e-8
+    slope = float(np.polyfit(np.log(ell[small]), np.log(np.abs(red / lead - 1)[small]), 1)[0])
+    summary = {
+        "pairs": _PAIRS,
+        "u0": sim["u0s"],
+        "aligned_vs_reduced": rel_stats(al, red, sim["aligned"]["success"]),
+        "first_order_vs_reduced": rel_stats(first, red),
+        "first_order_vs_reduced_u0<=1e-8": rel_stats(first, red, small),
+        "random_vs_leading_at_1e-30": rel_stats(rn, lead, (u0 == 1e-30) & sim["random"]["success"]),
+        "reduced_vs_leading_at_1e-30": rel_stats(red, lead, u0 == 1e-30),
+        "reduced_vs_leading_at_1e-2": rel_stats(red, lead, u0 == 1e-2),
+        "loglog_slope_error_vs_ln(1/u0)": slope,
+    }
+    return rows, summary
+
+
+def plot_init_convergence(rows, summary=None):
+    """|ratio / leading order - 1| against ln(1/u0) on log-log axes, one colour per pair."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    fig, ax = new_figure((4.6, 3.5), layout=None)
+    for c, (rr, ra) in zip(set1(len(_PAIRS)), _PAIRS, strict=True):
+        sel = [r for r in rows if r["rho"] == rr and r["ratio"] == ra]
+        ell = [r["ln_1_over_u0"] for r in sel]
+
+        def err(key, sel=sel):
+            return [abs(r[key] / r["leading_order"] - 1) for r in sel]
+
+        ax.plot(ell, err("reduced"), "-", color=c, lw=1.3, label=f"$\\rho$={rr:g}, r={ra:g}")
+        ax.plot(ell, err("first_order"), "--", color=c, lw=1)
+        ax.plot(ell, err("sim_aligned"), "s", mfc="none", color=c, ms=5)
+        ax.plot(ell, err("sim_random"), "o", mfc="none", color=c, ms=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\ln(1/u_0)$")
+    ax.set_xticks([5, 10, 20, 40, 70])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel(r"$|(t_B/t_A)\,/\,$leading order$ - 1|$")
+    ax.set_title("late fusion L = 2: — reduced, -- 1st order, □ aligned, o random", fontsize=8)
+    ax.legend(fontsize=6, frameon=False)
+    return fig

@@ -1,0 +1,328 @@
+"""Two-layer late fusion on the toy data: time ratio (F4c) and misattribution (F4d) against rho.
+
+Both entries use one sweep (`simulate_toy_sweep`, cached per process): linear networks trained
+by gradient flow on the population statistics (and, full mode, by the authors' gradient descent
+at lr `AUTHORS_LR`), and ReLU late fusion trained by gradient flow on samples (Zhang et al.
+2024's nonlinear extension; timed on the linear readout). Theory: t_B / t_A =
+1 + (r^2 - 1) / (1 - rho^2) and misattribution rho / r (docs/theory.md §2, §4).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from ... import gradient_descent, measure, sample, theory
+from .._batch import bucket, network_keys, pad, toy_statistics
+from .._plotting import new_figure, set1
+from ._common import (
+    AUTHORS_LR,
+    CACHE,
+    flow,
+    measurements,
+    networks,
+    rel_stats,
+    toy_runs,
+    toy_settings,
+)
+
+__all__ = [
+    "plot_misattribution",
+    "plot_time_ratio",
+    "simulate_time_ratio",
+    "simulate_toy_sweep",
+    "summarize_misattribution",
+    "summarize_time_ratio",
+    "toy_sweep_settings",
+]
+
+_DENSE = np.linspace(-0.92, 0.92, 93)
+
+
+def toy_sweep_settings(quick: bool) -> dict:
+    """Grid of the toy sweep (full: the paper's rho grid, 5 seeds; ReLU on 2048 samples)."""
+    if quick:
+        return {
+            "ratios": [1.0, 1.5, 2.0, 3.0],
+            "rhos": [-0.9, -0.45, 0.0, 0.45, 0.9],
+            "seeds": 1,
+            "relu_ratios": [1.5, 2.0, 3.0],
+            "relu_rhos": [-0.9, 0.0, 0.9],
+            "relu_width": 16,
+            "relu_samples": 256,
+            "relu_seeds": 1,
+            "gd": False,
+        }
+    return {
+        "ratios": [1.0, 1.5, 2.0, 3.0],
+        "rhos": list(np.round(np.linspace(-0.9, 0.9, 9), 4)),
+        "seeds": 5,
+        "relu_ratios": [1.0, 1.5, 2.0, 3.0],
+        "relu_rhos": list(np.round(np.linspace(-0.9, 0.9, 9), 4)),
+        "relu_width": 100,
+        "relu_samples": 2048,
+        "relu_seeds": 1,
+        "gd": True,
+    }
+
+
+def _grid(ratios, rhos, seeds):
+    g = [(r, rho, seed) for r in ratios for rho in rhos for seed in range(seeds)]
+    return tuple(np.array([x[j] for x in g]) for j in (1, 0, 2))  # rho, ratio, seed
+
+
+def _gd_runs(ctx, stats, seeds) -> dict:
+    """The authors' optimizer: full-batch GD at lr AUTHORS_LR (docs/theory.md §2)."""
+    cfg = toy_settings(ctx.quick)
+    ctx.log(f"  gradient descent at lr {AUTHORS_LR} (the authors' optimizer)")
+    nets = networks(
+        stats,
+        depth=2,
+        fusion_layer=2,
+        width=cfg["width"],
+        init=cfg["init"],
+        u0=cfg["init_scale"],
+        seeds=seeds,
+    )
+    n = len(seeds)
+    size = cfg["batch"] if n <= cfg["batch"] else bucket(n)
+    tr = gradient_descent(
+        pad(nets, size), pad(stats, size), lr=AUTHORS_LR, n_save=256, on_divergence="ignore"
+    )
+    return measurements(jax.tree.map(lambda a: a[:n], measure(tr, pad(stats, size))))
+
+
+def _relu_runs(ctx, s, init_scale) -> dict:
+    """ReLU late fusion by gradient flow on samples; time measured on the linear readout."""
+    r_rho, r_ratio, r_seed = _grid(s["relu_ratios"], s["relu_rhos"], s["relu_seeds"])
+    ctx.log(
+        f"  ReLU gradient flow on {s['relu_samples']} samples: {len(r_rho)} members, "
+        f"width {s['relu_width']}"
+    )
+    r_stats = toy_statistics(r_rho, r_ratio)
+    keys = network_keys(10_000 + r_seed, np.arange(len(r_seed)))
+    data = jax.vmap(lambda k, st: sample(k, st, s["relu_samples"]))(keys, r_stats)
+    emp = jax.vmap(lambda d: d.statistics())(data)
+    nets = networks(
+        r_stats,
+        depth=2,
+        fusion_layer=2,
+        width=s["relu_width"],
+        init="entrywise",
+        u0=init_scale,
+        seeds=r_seed,
+        activation="relu",
+    )
+    n = len(r_rho)
+    _, rm = flow(nets, data, n=n, size=bucket(n), n_save=1024, converge_rtol=1e-5, stats=emp)
+    return {
+        "relu": rm,
+        "relu_grid": (r_rho, r_ratio, r_seed),
+        "relu_emp_theory": np.asarray(theory.time_ratio_two_layer(emp)),
+    }
+
+
+def simulate_toy_sweep(ctx) -> dict:
+    """Linear (gradient flow, and full mode the authors' GD) and ReLU toy sweeps, cached."""
+    key = ("toy-sweep", ctx.quick)
+    if key in CACHE:
+        return CACHE[key]
+    s = toy_sweep_settings(ctx.quick)
+    cfg = toy_settings(ctx.quick)
+    rho, ratio, seeds = _grid(s["ratios"], s["rhos"], s["seeds"])
+    ctx.log(
+        f"  linear gradient flow: {len(rho)} members, width {cfg['width']}, "
+        f"init {cfg['init']} {cfg['init_scale']:g}"
+    )
+    stats, _, m = toy_runs(ctx, rho, ratio, seeds)
+    out = {"settings": s, "grid": (rho, ratio, seeds), "flow": m}
+    if s["gd"]:
+        out["gd"] = _gd_runs(ctx, stats, seeds)
+    out.update(_relu_runs(ctx, s, cfg["init_scale"]))
+    CACHE[key] = out
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# toy-time-ratio (F4c)
+# ------------------------------------------------------------------------------------------------
+def _ratio_row(kind, ratio, rho, seed, m, theory_, i) -> dict:
+    """One CSV row of the toy time-ratio entry: member i of measurements `m` vs `theory_`."""
+    return {
+        "kind": kind,
+        "ratio": ratio[i],
+        "rho": rho[i],
+        "seed": seed[i],
+        "t_A": m["t_A"][i],
+        "t_B": m["t_B"][i],
+        "time_ratio": m["time_ratio"][i],
+        "theory": theory_[i],
+        "rel_error": m["time_ratio"][i] / theory_[i] - 1,
+        "success": m["success"][i],
+    }
+
+
+def _time_ratio_rows(sw) -> list[dict]:
+    rho, ratio, seeds = sw["grid"]
+    th = np.asarray(theory.time_ratio_toy(rho, ratio))
+    rows = []
+    for kind in ("flow", "gd"):
+        if kind in sw:
+            rows += [_ratio_row(kind, ratio, rho, seeds, sw[kind], th, i) for i in range(len(rho))]
+    r_rho, r_ratio, r_seed = sw["relu_grid"]
+    r_theory = np.asarray(theory.time_ratio_toy(r_rho, r_ratio))
+    for i in range(len(r_rho)):
+        row = _ratio_row("relu", r_ratio, r_rho, r_seed, sw["relu"], r_theory, i)
+        rows.append(row | {"theory_sample_stats": sw["relu_emp_theory"][i]})
+    for r in sorted(set(ratio.tolist()) | set(r_ratio.tolist())):
+        for x, y in zip(_DENSE, np.asarray(theory.time_ratio_toy(_DENSE, r)), strict=True):
+            rows.append({"kind": "theory", "ratio": r, "rho": x, "theory": y})
+    return rows
+
+
+def _gd_summary(sw) -> dict:
+    """GD against gradient flow and against the GD-corrected formula (docs/theory.md §2)."""
+    rho, ratio, _ = sw["grid"]
+    gd, fl = sw["gd"], sw["flow"]
+    both = gd["success"] & fl["success"]
+    gd_theory = np.asarray(theory.time_ratio_two_layer_gd(toy_statistics(rho, ratio), AUTHORS_LR))
+    return {
+        "gd_vs_flow_t_A": rel_stats(gd["t_A"], fl["t_A"], both),
+        "gd_vs_flow_ratio": rel_stats(gd["time_ratio"], fl["time_ratio"], both),
+        "gd_vs_gd_theory (ratio > 1)": rel_stats(
+            gd["time_ratio"], gd_theory, gd["success"] & (ratio > 1.0)
+        ),
+        "gd_vs_flow_theory (ratio > 1)": rel_stats(
+            gd["time_ratio"],
+            np.asarray(theory.time_ratio_toy(rho, ratio)),
+            gd["success"] & (ratio > 1.0),
+        ),
+    }
+
+
+def simulate_time_ratio(ctx) -> dict:
+    """The toy sweep (shared with the misattribution entry) and the two-layer settings."""
+    return simulate_toy_sweep(ctx) | {"toy_settings": toy_settings(ctx.quick)}
+
+
+def summarize_time_ratio(sw) -> tuple[list[dict], dict]:
+    """Rows (every member, and the theory curves) and the agreement summary of F4c."""
+    rows = _time_ratio_rows(sw)
+    summary = {"settings": {**sw["settings"], **sw["toy_settings"]}}
+    for kind in ("flow", "gd", "relu"):
+        for label, keep in (
+            ("", lambda r: r["ratio"] > 1.0),
+            ("_ratio_1", lambda r: r["ratio"] == 1.0),
+        ):
+            sel = [r for r in rows if r["kind"] == kind and keep(r)]
+            if sel:
+                summary[kind + label] = rel_stats(
+                    [r["time_ratio"] for r in sel],
+                    [r["theory"] for r in sel],
+                    [bool(r["success"]) for r in sel],
+                )
+    summary["note"] = (
+        "ratio 1: no unimodal phase (equal drives); t_A = time ||W_A|| reaches ||W_A^uni||/2 = "
+        "(1 + rho)/2 is then not a phase time, so these points are summarized separately"
+    )
+    if "gd" in sw:
+        summary |= _gd_summary(sw)
+    return rows, summary
+
+
+def plot_time_ratio(rows, summary=None):
+    """F4c: theory (lines), gradient flow (o), GD (small squares; dotted: the GD-corrected
+    formula), ReLU (x); one colour per variance ratio."""
+    fig, ax = new_figure((4.4, 3.4), layout=None)
+    ratios = sorted({r["ratio"] for r in rows})
+    cols = dict(zip(ratios[::-1], set1(len(ratios)), strict=True))
+
+    def pts(kind, r, ok_only=False):
+        sel = [x for x in rows if x["kind"] == kind and x["ratio"] == r]
+        sel = [x for x in sel if x["success"]] if ok_only else sel
+        return [x["rho"] for x in sel], [x["time_ratio"] for x in sel]
+
+    has_gd = any(x["kind"] == "gd" for x in rows)
+    for r in ratios:
+        c = cols[r]
+        label = f"$\\sigma_A/\\sigma_B$ = {r:g}"
+        ax.plot(_DENSE, theory.time_ratio_toy(_DENSE, r), color=c, lw=1.5, label=label)
+        ax.plot(*pts("flow", r, ok_only=True), "o", mfc="none", color=c, ms=5)
+        if has_gd:
+            ax.plot(*pts("gd", r), "s", mfc="none", color=c, ms=3, alpha=0.7)
+            stats = toy_statistics(_DENSE, np.full_like(_DENSE, r))
+            ax.plot(_DENSE, theory.time_ratio_two_layer_gd(stats, AUTHORS_LR), ":", color=c, lw=0.8)
+        ax.plot(*pts("relu", r), "x", color=c, ms=6)
+    ax.set_yscale("log")
+    ax.set_xlabel(r"correlation $\rho$")
+    ax.set_ylabel(r"time ratio $t_B/t_A$")
+    ax.set_title("two-layer late fusion: lines theory, o GF, □ GD, × ReLU", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# misattribution (F4d)
+# ------------------------------------------------------------------------------------------------
+def summarize_misattribution(sw) -> tuple[list[dict], dict]:
+    """W_A(t_uni) - W_A(inf) against rho / r (no unimodal phase at ratio 1: excluded)."""
+    rows = []
+    for kind, (rr, ra, sd), m in (
+        ("flow", sw["grid"], sw["flow"]),
+        ("relu", sw["relu_grid"], sw["relu"]),
+    ):
+        mis = m["misattribution"].reshape(len(rr), -1)[:, 0]
+        rows += [
+            {
+                "kind": kind,
+                "ratio": ra[i],
+                "rho": rr[i],
+                "seed": sd[i],
+                "misattribution": mis[i],
+                "theory": rr[i] / ra[i],
+                "abs_error": mis[i] - rr[i] / ra[i],
+                "success": m["success"][i],
+            }
+            for i in range(len(rr))
+            if ra[i] > 1.0
+        ]
+    for r in (1.5, 2.0, 3.0):
+        rows += [{"kind": "theory", "ratio": r, "rho": x, "theory": x / r} for x in _DENSE]
+    summary = {"settings": sw["settings"]}
+    for kind in ("flow", "relu"):
+        sel = [r for r in rows if r["kind"] == kind and r["success"]]
+        err = np.array([r["abs_error"] for r in sel])
+        th_ = np.array([r["theory"] for r in sel])
+        rel = np.abs(err) / np.maximum(np.abs(th_), 1e-12)
+        nz = np.abs(th_) > 1e-9
+        summary[kind] = {
+            "n": len(sel),
+            "max_abs_error": float(np.max(np.abs(err))) if len(sel) else None,
+            "median_rel_error": float(np.median(rel[nz])) if nz.any() else None,
+            "max_rel_error": float(np.max(rel[nz])) if nz.any() else None,
+        }
+    return rows, summary
+
+
+def plot_misattribution(rows, summary=None):
+    """F4d: theory rho / r (lines), gradient flow (o), ReLU (x)."""
+    fig, ax = new_figure((4.4, 3.4), layout=None)
+    cols = dict(zip((3.0, 2.0, 1.5), set1(3), strict=True))
+    for r in (1.5, 2.0, 3.0):
+        ax.plot(_DENSE, _DENSE / r, color=cols[r], lw=1.5, label=f"$\\sigma_A/\\sigma_B$ = {r:g}")
+        for kind, mk in (("flow", "o"), ("relu", "x")):
+            sel = [x for x in rows if x["kind"] == kind and x["ratio"] == r and x["success"]]
+            ax.plot(
+                [x["rho"] for x in sel],
+                [x["misattribution"] for x in sel],
+                mk,
+                mfc="none" if mk == "o" else None,
+                color=cols[r],
+                ms=5,
+            )
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.set_xlabel(r"correlation $\rho$")
+    ax.set_ylabel(r"$W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$")
+    ax.set_title(r"misattribution: lines $\rho/(\sigma_A/\sigma_B)$, o GF, × ReLU", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    return fig
