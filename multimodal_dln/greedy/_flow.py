@@ -250,7 +250,7 @@ def _segments(dyn: _Dynamics, y0, mode0, bufs, ts, t_max, warmup_time, atol):
             new_mode = jnp.where(t_end < warmup_time, REGULAR, new_mode)
         else:
             new_mode = jnp.where(t_end < warmup_time, REGULAR, dyn.choose_mode(y_end))
-        n_sw = n_sw + (new_mode != mode)
+        n_sw = n_sw + (new_mode != mode).astype(jnp.asarray(n_sw).dtype)
         new_mode = new_mode.astype(jnp.int32)
         return (t_end, y_end, new_mode, bufs, k + 1, ok & good, n_sw, result._value)
 
