@@ -38,13 +38,19 @@ def _one_at_a_time(fn: Callable, core_ndim: int) -> Callable:
     batch axes and over vmap batch axes (a custom vmap rule that lowers to `lax.map`)."""
     mapped = custom_vmap(fn)
 
+    def body(xs):
+        return mapped(*xs)
+
+    # one jitted function object, so eager calls on a concrete batch compile once per shape
+    over_batch = jax.jit(lambda *flat: lax.map(body, flat))
+
     @mapped.def_vmap
     def _rule(axis_size, in_batched, *args):
         args = tuple(
             a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
             for a, b in zip(args, in_batched, strict=True)
         )
-        out = lax.map(lambda xs: mapped(*xs), args)
+        out = lax.map(body, args)
         return out, jax.tree.map(lambda _: True, out)
 
     def call(*args):
@@ -54,7 +60,7 @@ def _one_at_a_time(fn: Callable, core_ndim: int) -> Callable:
         if not batch:
             return mapped(*args)
         flat = tuple(jnp.reshape(a, (-1, *jnp.shape(a)[len(batch) :])) for a in args)
-        out = lax.map(lambda xs: mapped(*xs), flat)
+        out = over_batch(*flat)
         return jax.tree.map(lambda o: jnp.reshape(o, (*batch, *o.shape[1:])), out)
 
     return call
