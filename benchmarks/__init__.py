@@ -25,6 +25,7 @@ _os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 BENCHMARKS = (
     "sweep",
+    "process",
     "overhead",
     "scaling",
     "buckets",

@@ -19,8 +19,8 @@ import jax.flatten_util
 import numpy as np
 
 import multimodal_dln as mdln
+from multimodal_dln._io import jsonable as jsonable  # noqa: F401  (C.jsonable)
 from multimodal_dln.experiments import _batch
-from multimodal_dln.experiments._io import jsonable as jsonable  # noqa: F401  (C.jsonable)
 
 # ------------------------------------------------------------------------------------------------
 # Environment

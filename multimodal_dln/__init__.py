@@ -3,6 +3,10 @@
 Float64 is enabled on import (set MDLN_X64=0 before importing to opt out): phase times are
 measured from escapes out of saddles at init scales down to 1e-12 and below, where float32
 round-off and solver tolerances would bias them (docs/theory.md §7).
+
+JAX's persistent compilation cache is enabled on import in a user cache folder, so a second
+process does not compile the same solve again (set MDLN_COMPILATION_CACHE=0 to opt out;
+`multimodal_dln._cache`).
 """
 
 import os as _os
@@ -13,7 +17,8 @@ import jax as _jax
 if _os.environ.get("MDLN_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
-from . import greedy as greedy, theory as theory
+from . import greedy as greedy, sweeps as sweeps, theory as theory
+from ._cache import enable_compilation_cache as enable_compilation_cache
 from ._dataset import Dataset as Dataset, sample as sample
 from ._gradient_descent import (
     gradient_descent as gradient_descent,
@@ -52,3 +57,5 @@ try:
     __version__ = _metadata.version("multimodal-dln")
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
+
+enable_compilation_cache()  # before anything compiles; MDLN_COMPILATION_CACHE=0 opts out

@@ -22,7 +22,6 @@ import warnings
 
 import equinox as eqx
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -208,18 +207,10 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
     net0 = eqx.combine(params, static)
     valid = _tr.member_valid(params, objective)
     objective = _tr.safe_objective(objective, valid)
-    flat0, unravel = jax.flatten_util.ravel_pytree(params)
-    tree_loss = _tr.loss_fn_for(static, objective)
-
-    def loss_fn(flat):
-        return tree_loss(unravel(flat))
-
+    flat0, unravel, loss_fn, readout = _tr.flat_problem(params, static, objective)
     value_and_grad = jax.value_and_grad(loss_fn)
     opt = optax.sgd(lr)
     opt_state0 = opt.init(flat0)
-
-    def readout(p):
-        return _tr.readout(eqx.combine(unravel(p), static), objective)
 
     def summary(p):
         lval, g = value_and_grad(p)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import diffrax
 import equinox as eqx
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
@@ -194,21 +193,11 @@ def _solve_one(
     [t0, t1]); stop when the loss gap falls below converge_rtol x `gap0`."""
     net0 = eqx.combine(params, static)
     objective = _tr.safe_objective(objective, valid)
-    # The ODE state is the flat parameter vector: one array per RK stage op instead of one per
-    # layer (fewer tiny XLA ops).
-    flat0, unravel = jax.flatten_util.ravel_pytree(params)
-    tree_loss = _tr.loss_fn_for(static, objective)
-
-    def loss_fn(flat):
-        return tree_loss(unravel(flat))
-
+    flat0, unravel, loss_fn, readout = _tr.flat_problem(params, static, objective)
     grad_fn = jax.grad(loss_fn)
 
     def vector_field(t, p, args):
         return -grad_fn(p)
-
-    def readout(p):
-        return _tr.readout(eqx.combine(unravel(p), static), objective)
 
     def summary(t, p, args):
         w, w_dot = jax.jvp(readout, (p,), (vector_field(t, p, args),))

@@ -17,6 +17,7 @@ to raise the useful-work fraction (docs/theory.md §7).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -121,7 +122,42 @@ def integrate(
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=summary), diffrax.SubSaveAt(t1=True)]
     )
-    sol = diffrax.diffeqsolve(
+    with _checks_as_nan():
+        sol = _diffeqsolve(
+            field, solver, t0, t1, dt0, y0, args, saveat, rtol, atol, event, max_steps
+        )
+    saved, y_end = sol.ys
+    y_end = jax.tree.map(lambda a: a[0], y_end)
+    return Segment(
+        saved, jnp.isfinite(sol.ts[0]), y_end, sol.ts[1][0], sol.result, sol.stats["num_steps"]
+    )
+
+
+@contextlib.contextmanager
+def _checks_as_nan():
+    """Trace equinox's runtime checks (`eqx.error_if`) inside the solve as NaN outputs rather
+    than host callbacks.
+
+    diffrax checks the (traced) save times with `error_if`; a host callback in an executable
+    keeps it out of JAX's persistent compilation cache, so every new process would compile the
+    solve again. Our save times are clipped and increasing, so those checks cannot fire; any
+    other check that did would give NaN outputs, which `segment_status` flags per member
+    (NONFINITE) instead of aborting the batch. Only checks traced inside this context change
+    (equinox reads the mode when a check is traced); tests/test_solve_cache.py asserts the
+    lowered solve holds no callback.
+    """
+    import equinox._errors as eqx_errors
+
+    old = eqx_errors.EQX_ON_ERROR
+    eqx_errors.EQX_ON_ERROR = "nan"
+    try:
+        yield
+    finally:
+        eqx_errors.EQX_ON_ERROR = old
+
+
+def _diffeqsolve(field, solver, t0, t1, dt0, y0, args, saveat, rtol, atol, event, max_steps):
+    return diffrax.diffeqsolve(
         diffrax.ODETerm(field),
         solver,
         t0=t0,
@@ -135,11 +171,6 @@ def integrate(
         max_steps=max_steps,
         throw=False,
         adjoint=diffrax.ForwardMode(),
-    )
-    saved, y_end = sol.ys
-    y_end = jax.tree.map(lambda a: a[0], y_end)
-    return Segment(
-        saved, jnp.isfinite(sol.ts[0]), y_end, sol.ts[1][0], sol.result, sol.stats["num_steps"]
     )
 
 

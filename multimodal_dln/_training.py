@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
@@ -184,3 +185,22 @@ def loss_fn_for(static, objective):
         return loss(eqx.combine(params, static), objective)
 
     return f
+
+
+def flat_problem(params, static, objective):
+    """One member's problem on the flat parameter vector theta (the ODE/GD state: one array per
+    RK stage op instead of one per layer, so fewer tiny XLA ops).
+
+    Returns (theta0, unravel, L(theta), W_tot(theta)): the loss and the end-to-end readout of
+    the network rebuilt from theta and the static structure.
+    """
+    flat0, unravel = jax.flatten_util.ravel_pytree(params)
+    tree_loss = loss_fn_for(static, objective)
+
+    def loss_fn(flat):
+        return tree_loss(unravel(flat))
+
+    def readout_fn(flat):
+        return readout(eqx.combine(unravel(flat), static), objective)
+
+    return flat0, unravel, loss_fn, readout_fn

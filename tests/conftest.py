@@ -5,11 +5,13 @@
 - headless matplotlib;
 - compile-time savings, since the suite is dominated by XLA compilation on a 2-core CPU:
   cheaper XLA CPU code generation (~20 % less CPU time measured; numerics keep the same
-  semantics, the tests compare with tolerances). No persistent compilation cache (a clean
-  CI checkout starts with an empty one, and the two xdist workers compile different tests).
+  semantics, the tests compare with tolerances), and one persistent compilation cache per
+  test run (a fresh temporary folder, shared by the xdist workers: a solve that several tests
+  compile with the same shapes is compiled once; `multimodal_dln._cache`).
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -17,6 +19,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 _fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _fast).strip()
+
+if "MDLN_COMPILATION_CACHE_DIR" not in os.environ:  # set once, inherited by the xdist workers
+    os.environ["MDLN_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdln-test-cache-")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -238,33 +238,27 @@ def add_model_options(p: argparse.ArgumentParser, *, list_values: bool) -> None:
     _add_data_options(p, list_values=list_values)
 
 
+# (flag, metavar, default as typed, help): the toy-data axes, one value or a list each.
+_DATA_AXES = (
+    ("--rho", "R", "0", "correlation{s} between the modalities, in (-1, 1)"),
+    ("--ratio", "K", "2", "std ratio{s} r = sigma_A / sigma_B > 0 (A is learned first when r > 1)"),
+    (
+        "--init-scale",
+        "U",
+        None,
+        "initialization scale{s} u0 > 0; (default: 1e-12 for depth <= 2, else 0.1)",
+    ),
+)
+
+
 def _add_data_options(p: argparse.ArgumentParser, *, list_values: bool) -> None:
     d = p.add_argument_group("toy data (x_A, x_B scalar, y = x_A + x_B)")
     s = "(s)" if list_values else ""
-    kind, meta = _list_or_one(list_values, number, float_list, "R")
-    d.add_argument(
-        "--rho",
-        type=kind,
-        default="0" if list_values else 0.0,
-        metavar=meta,
-        help=f"correlation{s} between the modalities, in (-1, 1)",
-    )
-    kind, meta = _list_or_one(list_values, number, float_list, "K")
-    d.add_argument(
-        "--ratio",
-        type=kind,
-        default="2" if list_values else 2.0,
-        metavar=meta,
-        help=f"std ratio{s} r = sigma_A / sigma_B > 0 (A is learned first when r > 1)",
-    )
-    kind, meta = _list_or_one(list_values, number, float_list, "U")
-    d.add_argument(
-        "--init-scale",
-        type=kind,
-        default=None,
-        metavar=meta,
-        help=f"initialization scale{s} u0 > 0; (default: 1e-12 for depth <= 2, else 0.1)",
-    )
+    for flag, letter, default, text in _DATA_AXES:
+        kind, meta = _list_or_one(list_values, number, float_list, letter)
+        if default is not None and not list_values:
+            default = float(default)
+        d.add_argument(flag, type=kind, default=default, metavar=meta, help=text.format(s=s))
     d.add_argument(
         "--seeds",
         type=pos_int,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._constants import AUTHORS_LR
-from ..experiments._io import dumps
+from .._io import dumps
 from ..experiments.wu2022 import REPRODUCE, run_digits
 from ._common import pos_int
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import sys
 
-from ..experiments._io import dumps
+from .._io import dumps
 from ..experiments.point import simulate_point
 from ..experiments.summary import failure_line, fmt, text_table
 from ..experiments.toy import DivergenceWarning

@@ -1,6 +1,6 @@
 """The experiments' one batch builder: toy statistics, networks per member, padding.
 
-Seed policy (one for every experiment): member i's network is drawn from
+Seed policy (the library's, `multimodal_dln._seeding`): member i's network is drawn from
 
     key_i = jax.random.fold_in(jax.random.key(seed_i), stream_i)
 
@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import FusionDLN, Statistics
+from .._seeding import NET_STREAM, keys_for
 
 __all__ = [
     "NET_STREAM",
@@ -51,17 +52,13 @@ __all__ = [
     "toy_statistics",
 ]
 
-NET_STREAM = 0
-"""`fold_in` index of the network-initialization stream of a seed."""
-
 BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def network_keys(seeds, streams=NET_STREAM) -> jax.Array:
-    """`fold_in(key(seed_i), stream_i)` per member; `streams` broadcasts against `seeds`."""
-    seeds = jnp.asarray(seeds, dtype=jnp.uint32)
-    streams = jnp.broadcast_to(jnp.asarray(streams, dtype=jnp.uint32), seeds.shape)
-    return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.key(s), i))(seeds, streams)
+    """`fold_in(key(seed_i), stream_i)` per member (the library's seed policy,
+    `multimodal_dln._seeding.keys_for`); `streams` broadcasts against `seeds`."""
+    return keys_for(seeds, streams)
 
 
 def toy_statistics(rho, ratio, noise=0.0) -> Statistics:

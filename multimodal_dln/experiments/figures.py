@@ -29,7 +29,13 @@ from .. import theory
 from ._plotting import COLORS, new_figure, savefig, set1
 from .trajectory_plot import plot_trajectory
 
-__all__ = ["COLORS", "plot_misattribution", "plot_time_ratio", "plot_trajectory"]
+__all__ = [
+    "COLORS",
+    "plot_misattribution",
+    "plot_time_ratio",
+    "plot_toy_measure",
+    "plot_trajectory",
+]
 
 _LABELS = {
     "rho": ("correlation $\\rho$", "$\\rho$"),
@@ -285,86 +291,68 @@ def _finish(fig: Figure, path, dpi) -> Figure:
 # ------------------------------------------------------------------------------------------------
 # public plots
 # ------------------------------------------------------------------------------------------------
-def plot_time_ratio(
-    rows,
-    x: str = "rho",
-    hue: str | None = "ratio",
-    *,
-    ax=None,
-    theory: bool = True,
-    only_success: bool = True,
-    logy: bool = True,
-    hue_order=None,
-    title: str | None = None,
-    path: str | os.PathLike | None = None,
-    figsize=(4.5, 3.4),
-    dpi: int = 150,
-) -> Figure:
+def plot_time_ratio(rows, x: str = "rho", hue: str | None = "ratio", **style) -> Figure:
     """Time ratio t_B / t_A against `x`, one colour per value of `hue` (Zhang et al. 2024,
-    time-ratio sweeps; docs/theory.md §2-§3).
+    time-ratio sweeps; docs/theory.md §2-§3); `style` as `plot_toy_measure`.
 
-    Simulations: mean over seeds as open circles, each seed as a faint dot. Failed runs
-    (status not OK) are never drawn: they have no phase values (`only_success` is kept for
-    compatibility; the title counts them). Theory lines where a theory exists
-    (`theory.time_ratio_toy_network`): the late-fusion toy formula 1 + (r^2 - 1)/(1 - rho^2)
-    for L_f = L, exactly 1 for L_f = 1, the leading-order deep formula for 1 < L_f < L; none
-    for depth 1 or r < 1. Series differing in another varying column get their own marker and
-    line style. `x`, `hue` name columns (rho, ratio, init_scale, fusion_layer). Log y-axis.
-    `hue_order` fixes the hue values' colours (Set1 in that order), e.g. to keep colours
-    consistent between figures that show different subsets. `ax` draws into an existing Axes.
+    Theory lines where a theory exists (`theory.time_ratio_toy_network`): the late-fusion toy
+    formula 1 + (r^2 - 1)/(1 - rho^2) for L_f = L, exactly 1 for L_f = 1, the leading-order
+    deep formula for 1 < L_f < L; none for depth 1 or r < 1. Log y-axis by default.
     """
-    del only_success
-    fig = _scatter_plot(
-        rows,
-        x=x,
-        hue=hue,
-        ycol="time_ratio",
-        theory_fn=_time_ratio_theory if theory else None,
-        ax=ax,
-        figsize=figsize,
-        logy=logy,
-        ylabel="time ratio $t_B / t_A$",
-        title=title,
-        legend_theory="theory",
-        hue_order=hue_order,
-    )
-    return _finish(fig, path, dpi)
+    return plot_toy_measure(rows, "time_ratio", x, hue, **style)
 
 
-def plot_misattribution(
-    rows,
-    x: str = "rho",
-    hue: str | None = "ratio",
-    *,
-    ax=None,
-    theory: bool = True,
-    only_success: bool = True,
-    hue_order=None,
-    title: str | None = None,
-    path: str | os.PathLike | None = None,
-    figsize=(4.5, 3.4),
-    dpi: int = 150,
-) -> Figure:
+def plot_misattribution(rows, x: str = "rho", hue: str | None = "ratio", **style) -> Figure:
     """Misattribution W_A^tot(t_uni) - W_A^tot(inf) against `x` (default rho; Zhang et al.
     2024, misattribution; docs/theory.md §4), with the theory rho / r drawn where a unimodal
-    phase is predicted (L_f >= 2, r > 1; `theory.misattribution_toy_network`)."""
-    del only_success
+    phase is predicted (L_f >= 2, r > 1; `theory.misattribution_toy_network`); `style` as
+    `plot_toy_measure`."""
+    return plot_toy_measure(rows, "misattribution", x, hue, **style)
+
+
+def plot_toy_measure(
+    rows,
+    y: str,
+    x: str = "rho",
+    hue: str | None = "ratio",
+    *,
+    ax=None,
+    theory: bool = True,
+    logy: bool | None = None,
+    hue_order=None,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    figsize=(4.5, 3.4),
+    dpi: int = 150,
+) -> Figure:
+    """One toy-sweep measurement `y` ("time_ratio" or "misattribution") against `x`.
+
+    Simulations: mean over seeds as open circles, each seed as a faint dot. Failed runs
+    (status not OK) are never drawn: they have no phase values (the title counts them).
+    Series differing in another varying column get their own marker and line style. `x`,
+    `hue` name columns (rho, ratio, init_scale, fusion_layer). `logy` defaults to the
+    measurement's natural scale (log for the time ratio). `hue_order` fixes the hue values'
+    colours (Set1 in that order), e.g. to keep colours consistent between figures that show
+    different subsets. `ax` draws into an existing Axes; `path` also saves the figure.
+    """
+    spec = _TOY_MEASURES[y]
     fig = _scatter_plot(
         rows,
         x=x,
         hue=hue,
-        ycol="misattribution",
-        theory_fn=_misattribution_theory if theory else None,
+        ycol=y,
+        theory_fn=spec["theory_fn"] if theory else None,
         ax=ax,
         figsize=figsize,
-        logy=False,
-        ylabel="misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\\infty)$",
+        logy=spec["logy"] if logy is None else logy,
+        ylabel=spec["ylabel"],
         title=title,
-        legend_theory="theory $\\rho / r$",
+        legend_theory=spec["legend_theory"],
         hue_order=hue_order,
     )
-    target = ax if ax is not None else fig.axes[0]
-    target.axhline(0.0, color="0.8", lw=0.8, zorder=0)
+    if y == "misattribution":
+        target = ax if ax is not None else fig.axes[0]
+        target.axhline(0.0, color="0.8", lw=0.8, zorder=0)
     return _finish(fig, path, dpi)
 
 
@@ -374,3 +362,19 @@ def _time_ratio_theory(depth, fusion_layer, rho, ratio, init_scale):
 
 def _misattribution_theory(depth, fusion_layer, rho, ratio, init_scale):
     return theory.misattribution_toy_network(depth, fusion_layer, rho, ratio, init_scale)
+
+
+_TOY_MEASURES = {
+    "time_ratio": {
+        "theory_fn": _time_ratio_theory,
+        "logy": True,
+        "ylabel": "time ratio $t_B / t_A$",
+        "legend_theory": "theory",
+    },
+    "misattribution": {
+        "theory_fn": _misattribution_theory,
+        "logy": False,
+        "ylabel": "misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\\infty)$",
+        "legend_theory": "theory $\\rho / r$",
+    },
+}

@@ -16,8 +16,8 @@ from pathlib import Path
 import jax
 
 from .. import theory
+from .._io import write_json
 from .._measurements import measure
-from ._io import write_json
 from .figures import plot_misattribution, plot_trajectory
 from .summary import median, text_table
 from .toy import MemberConfig, simulate_toy

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._io import read_csv, rewrite_csv, write_csv, write_json
 from .._status import Status
-from ._io import read_csv, rewrite_csv, write_csv, write_json
 from .settings import SETTING_KEYS, display
 from .toy import PHASE_COLUMNS
 

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from .._constants import AUTHORS_LR
+from .._io import write_json
 from .._validation import check_positive_int
 from ._batch import pad_list
-from ._io import write_json
 from .settings import normalize_seeds, validate_grid, validate_settings
 from .store import CSV_COLUMNS, append_rows, prepare_out_dir, row_key, write_config
 from .summary import summarize, swept_axes

@@ -10,7 +10,7 @@ experiments, one module each.
 The formulas behind the measurements are in docs/theory.md §6.
 """
 
-from ._common import WU2022_REFERENCE_DEEP, WU2022_REFERENCE_TOY
+from ._common import WU2022_REFERENCE_DEEP, WU2022_REFERENCE_TOY, ToySetting
 from .deep import deep_experiment
 from .digits import digits_experiment, digits_views, plot_digits
 from .ode import ode_experiment
@@ -26,6 +26,7 @@ from .toy import curve_rows, plot_toy, toy_experiment
 
 __all__ = [
     "REPRODUCE",
+    "ToySetting",
     "WU2022_REFERENCE_DEEP",
     "WU2022_REFERENCE_TOY",
     "curve_rows",

@@ -14,14 +14,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
 import numpy as np
 
+from ..._constants import AUTHORS_LR
 from .._batch import init_networks, network_keys, toy_statistics
 
 __all__ = [
+    "ToySetting",
     "WU2022_REFERENCE_DEEP",
     "WU2022_REFERENCE_TOY",
     "finite_or_none",
@@ -131,3 +134,31 @@ def run_row(run, i, lr) -> dict:
         "final_E_g": finite_or_none(run.gen_error[i, -1]),
         "final_R2": finite_or_none(run.perf[i, -1]),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class ToySetting:
+    """The toy configuration of `greedy-toy` and `greedy-ode`: two-layer late fusion (width
+    100, entrywise init std 1e-9) on toy statistics of ratio 2, vanilla and balanced (alpha,
+    each Q) for every rho, lr `AUTHORS_LR`, every member from one network seed."""
+
+    rhos: tuple = (0.5, 0.0, -0.5)
+    ratio: float = 2.0
+    Qs: tuple = (1, 5)
+    alpha: float = 0.01
+    lr: float = AUTHORS_LR
+    width: int = 100
+    init_scale: float = 1e-9
+    seed: int = 0
+
+    def batch(self):
+        """``(rows, stats, nets, alpha, Q)``: `members` and their `paired_batch`."""
+        rows = members(self.rhos, self.Qs, self.alpha)
+        net = dict(depth=2, fusion_layer=2, width=self.width, init_scale=self.init_scale)
+        stats, nets, a, q = paired_batch(rows, self.ratio, self.seed, init="entrywise", **net)
+        return rows, stats, nets, a, q
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether the reference tables' settings hold (ratio, lr, width, init scale)."""
+        return (self.ratio, self.lr, self.width, self.init_scale) == (2.0, AUTHORS_LR, 100, 1e-9)

@@ -5,8 +5,7 @@ hybrid ODE (`multimodal_dln.greedy.balanced_flow`; docs/theory.md §6), on the t
 from __future__ import annotations
 
 from ... import greedy
-from ..._constants import AUTHORS_LR
-from ._common import finite_or_none, members, paired_batch, step_or_none
+from ._common import ToySetting, finite_or_none, step_or_none
 
 __all__ = ["ode_experiment"]
 
@@ -27,17 +26,10 @@ def _ode_row(run, flow, i, lr) -> dict:
 
 
 def ode_experiment(
+    setting: ToySetting = ToySetting(),
     *,
-    rhos=(0.5, 0.0, -0.5),
-    ratio: float = 2.0,
-    Qs=(1, 5),
-    alpha: float = 0.01,
-    lr: float = AUTHORS_LR,
-    width: int = 100,
-    init_scale: float = 1e-9,
     n_steps: int = 25_000,
     t_max: float | None = None,
-    seed: int = 0,
     gd_correction: bool = True,
 ):
     """Discrete loop vs the duty-cycle-averaged hybrid ODE on the toy configurations.
@@ -45,9 +37,8 @@ def ode_experiment(
     Returns `(rows, run, flow)` with t_A, t_B of both (steps; the ODE's time / lr) and their
     relative differences.
     """
-    rows = members(rhos, Qs, alpha)
-    net = dict(depth=2, fusion_layer=2, width=width, init_scale=init_scale, init="entrywise")
-    stats, nets, a, q = paired_batch(rows, ratio, seed, **net)
+    rows, stats, nets, a, q = setting.batch()
+    lr = setting.lr
     run = greedy.train(
         nets, stats, lr=lr, n_steps=n_steps, algorithm="balanced", alpha=a, Q=q, n_save=100
     )

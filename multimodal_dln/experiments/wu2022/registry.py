@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..._constants import AUTHORS_LR
-from .._io import write_csv, write_json
+from ..._io import write_csv, write_json
+from ._common import ToySetting
 from .deep import deep_experiment
 from .digits import digits_experiment, plot_digits
 from .ode import ode_experiment
@@ -40,7 +41,7 @@ def write_entry(out_dir: Path, name: str, rows, summary: dict) -> None:
 def reproduce_toy(out_dir, quick: bool = False) -> dict:
     """``greedy-toy``: vanilla vs balanced two-layer late fusion, plus d_util / d_speed figures."""
     out_dir = Path(out_dir)
-    kw = dict(n_steps=2000, rhos=(0.5, 0.0)) if quick else {}
+    kw = dict(setting=ToySetting(rhos=(0.5, 0.0)), n_steps=2000) if quick else {}
     rows, run = toy_experiment(**kw)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = plot_toy(rows, curve_rows(rows, run), out_dir)
@@ -57,7 +58,7 @@ def reproduce_toy(out_dir, quick: bool = False) -> dict:
 def reproduce_ode(out_dir, quick: bool = False) -> dict:
     """``greedy-ode``: the hybrid ODE against the discrete loop (t_A, t_B within 5 %)."""
     out_dir = Path(out_dir)
-    kw = dict(rhos=(0.5, 0.0), n_steps=1500) if quick else {}
+    kw = dict(setting=ToySetting(rhos=(0.5, 0.0)), n_steps=1500) if quick else {}
     rows, _, _ = ode_experiment(**kw)
     summary = {"entry": "greedy-ode", "units": "steps (ODE time / lr)", "rows": rows}
     write_entry(out_dir, "greedy_ode", rows, summary)

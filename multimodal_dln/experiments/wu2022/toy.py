@@ -17,24 +17,17 @@ import numpy as np
 from ... import greedy, theory
 from ..._constants import AUTHORS_LR
 from .._plotting import new_figure, savefig
-from ._common import WU2022_REFERENCE_TOY, members, paired_batch, run_row
+from ._common import WU2022_REFERENCE_TOY, ToySetting, run_row
 
 __all__ = ["curve_rows", "plot_toy", "toy_experiment"]
 
 
 def toy_experiment(
+    setting: ToySetting = ToySetting(),
     *,
-    rhos=(0.5, 0.0, -0.5),
-    ratio: float = 2.0,
-    Qs=(1, 5),
-    alpha: float = 0.01,
-    lr: float = AUTHORS_LR,
-    width: int = 100,
-    init_scale: float = 1e-9,
     n_steps: int = 40_000,
     count_window: int = 3000,
     n_save: int = 400,
-    seed: int = 0,
 ):
     """Vanilla vs balanced training of two-layer late fusion on the toy data.
 
@@ -42,9 +35,8 @@ def toy_experiment(
     t = steps x lr; ``reference_t_A_steps`` / ``reference_t_B_steps`` from
     `WU2022_REFERENCE_TOY` in its settings) and the batched `GreedyRun`.
     """
-    rows = members(rhos, Qs, alpha)
-    net = dict(depth=2, fusion_layer=2, width=width, init_scale=init_scale, init="entrywise")
-    stats, nets, a, q = paired_batch(rows, ratio, seed, **net)
+    rows, stats, nets, a, q = setting.batch()
+    lr = setting.lr
     run = greedy.train(
         nets,
         stats,
@@ -57,11 +49,10 @@ def toy_experiment(
         save="log",
         count_window=count_window,
     )
-    in_reference = (ratio, lr, width, init_scale) == (2.0, AUTHORS_LR, 100, 1e-9)
     for i, r in enumerate(rows):
         r.update(run_row(run, i, lr))
-        r["theory_ratio_vanilla"] = float(theory.time_ratio_toy(r["rho"], ratio))
-        ref = WU2022_REFERENCE_TOY.get((r["rho"], r["Q"])) if in_reference else None
+        r["theory_ratio_vanilla"] = float(theory.time_ratio_toy(r["rho"], setting.ratio))
+        ref = WU2022_REFERENCE_TOY.get((r["rho"], r["Q"])) if setting.is_reference else None
         r["reference_t_A_steps"], r["reference_t_B_steps"] = ref if ref else (None, None)
     return rows, run
 

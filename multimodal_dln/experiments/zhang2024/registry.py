@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .._io import write_csv, write_json
+from ..._io import write_csv, write_json
 from .._plotting import savefig
 from . import convergence, deep, generalization, random_cov, relu, superficial, toy, trajectories
 from ._common import Context

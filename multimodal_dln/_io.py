@@ -1,4 +1,5 @@
-"""The experiments' one JSON writer and one CSV writer / reader.
+"""The package's one JSON writer and one CSV writer / reader (library core: besides the
+standard library it imports only NumPy and JAX, never `experiments` or `cli`, which import it).
 
 JSON
 ----
@@ -9,7 +10,7 @@ JSON
 - `write_json(path, obj, indent=2, newline=True, atomic=True)`: writes `dumps(obj, indent)`
   (plus a final newline); `atomic` writes a temporary file, fsyncs it and renames it over
   `path`, so a reader never sees half a file. The keyword arguments reproduce the files of
-  each caller byte for byte (the sweep store: indent 2, newline, atomic).
+  each caller byte for byte (the toy-sweep store: indent 2, newline, atomic).
 
 CSV
 ---
@@ -20,7 +21,7 @@ CSV
 - `columns_of(rows)`: the union of the rows' keys, in first-seen order.
 - `write_csv(path, rows, columns=None, nan="", append=False, header=True)`: one row per dict
   (missing keys are empty cells), flushed and fsynced; `append` adds to an existing file (the
-  sweep store appends after every chunk). `rewrite_csv` replaces a file atomically.
+  toy-sweep store appends after every chunk). `rewrite_csv` replaces a file atomically.
 - `read_csv(path, parse, strict=False, check_header=None)`: strict reading. A last line without
   a line end (a crash mid-write) is dropped, each row goes through `parse(raw_dict) -> row`
   and a row that raises `ValueError` / `TypeError` is dropped (counted), or, with `strict`,
