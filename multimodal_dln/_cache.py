@@ -8,10 +8,10 @@ calls `enable_compilation_cache()`, which points JAX at
     ~/.cache/multimodal-dln/jax
 
 unless JAX already has a cache folder (yours wins) or ``MDLN_COMPILATION_CACHE=0`` is set (the
-opt-out). Only executables that took at least `MIN_COMPILE_SECONDS` to compile are stored. The
-solves are cacheable because they hold no host callbacks (`_solve._checks_as_nan`). Delete
-the folder to reclaim its space; JAX keys entries by program, jax version and backend, so a
-stale entry is never used for another program.
+opt-out). The solves are cacheable because they hold no host callbacks
+(`_solve._checks_as_nan`). JAX keys entries by program, jax version and backend, so a stale
+entry is never used for another program. The folder is not size-capped (JAX's cap needs the
+`filelock` package); delete it to reclaim its space.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ import jax
 __all__ = ["MIN_COMPILE_SECONDS", "default_cache_dir", "enable_compilation_cache"]
 
 MIN_COMPILE_SECONDS = 0.0
+"""Every executable is stored: a sweep also compiles ~100 small programs (input checks, batch
+building, measurements), together seconds per process (measured: warm 180-member toy sweep
+10.7 s with all cached, 15.8 s with only programs over 0.5 s cached)."""
+
 
 
 def default_cache_dir() -> Path:

@@ -22,11 +22,12 @@ __all__ = ["Dataset", "dataset_valid", "sample"]
 
 
 class Dataset(eqx.Module):
-    """n samples: `x_A` `(n, d_A)`, `x_B` `(n, d_B)`, `y` `(n, o)`."""
+    """n samples: `x_A` `(n, d_A)`, `x_B` `(n, d_B)`, `y` `(n, o)` (with leading batch axes
+    for a batch of data sets, e.g. from `jax.vmap(sample)`)."""
 
-    x_A: Float[Array, "n dA"]
-    x_B: Float[Array, "n dB"]
-    y: Float[Array, "n o"]
+    x_A: Float[Array, "*batch n dA"]
+    x_B: Float[Array, "*batch n dB"]
+    y: Float[Array, "*batch n o"]
 
     def __check_init__(self):
         for name in ("x_A", "x_B", "y"):

@@ -82,7 +82,8 @@ def gradient_descent(
 
     - `lr`: learning rate, a scalar or one per member (traced: no recompile per value).
     - `n_steps`: maximum number of steps. Default: the gradient-flow horizon estimate / lr
-      (at most 10^6), and members not converged by then are run again with 8x the steps,
+      rounded up to a power of two (at most 2^20, so batches of similar horizons reuse one
+      compiled loop), and members not converged by then are run again with 8x the steps,
       up to `horizon_cap` x the default. An explicit `n_steps` is kept as given.
     - `n_save`: number of log-spaced steps at which summaries are saved (early ones may repeat).
     - `converge_rtol`: stop once L - L* <= converge_rtol (L(0) - L*).
@@ -121,7 +122,9 @@ def gradient_descent(
             if batch
             else horizon(net, objective)
         )
-        n_steps = int(min(1e6, math.ceil(float(jnp.nanmax(h / lr)))))
+        # rounded up to a power of two: batches of similar horizons share one compiled loop
+        need = max(1.0, float(jnp.nanmax(h / lr)))
+        n_steps = int(2 ** min(20, math.ceil(math.log2(need))))
     n_steps = check_positive_int("n_steps", n_steps)
     params, static = eqx.partition(net, eqx.is_array)
     member, mesh = _GD(static, cfg), resolve_mesh(shard, batch)

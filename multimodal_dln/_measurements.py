@@ -94,7 +94,7 @@ def _crossing(ts, y, dy, threshold) -> _Crossing:
 
 
 def crossing_time(
-    ts: Float[Array, " n"], y: Float[Array, " n"], dy: Float[Array, " n"], threshold: Scalar
+    ts: Float[Array, " n"], y: Float[Array, " n"], dy: Float[Array, " n"], threshold: Scalar | float
 ) -> Scalar:
     """First time the Hermite interpolant of (ts, y, dy) reaches `threshold` from below.
 

@@ -167,7 +167,7 @@ class FusionDLN(eqx.Module):
         *,
         depth: int,
         fusion_layer: int,
-        width: int | Sequence[int],
+        width: int | np.integer | Sequence[int] | np.ndarray,
         d_A: int,
         d_B: int,
         d_out: int = 1,

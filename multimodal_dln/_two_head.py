@@ -35,6 +35,7 @@ from typing import Literal
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._activations import activate, check_activation
@@ -81,7 +82,7 @@ class TwoHeadFusionNet(eqx.Module):
         *,
         depth: int,
         fusion_layers: int | Sequence[int],
-        width: int | Sequence[int],
+        width: int | np.integer | Sequence[int] | np.ndarray,
         d_A: int,
         d_B: int,
         d_out: int = 1,

@@ -3,11 +3,16 @@
 - single-threaded BLAS (multi-threaded OpenBLAS made small LU factorizations 220x slower here);
 - float64 (enabled by importing multimodal_dln) and strict dtype promotion;
 - headless matplotlib;
-- compile-time savings, since the suite is dominated by XLA compilation on a 2-core CPU:
-  cheaper XLA CPU code generation (~20 % less CPU time measured; numerics keep the same
-  semantics, the tests compare with tolerances), and one persistent compilation cache per
-  test run (a fresh temporary folder, shared by the xdist workers: a solve that several tests
-  compile with the same shapes is compiled once; `multimodal_dln._cache`).
+- jaxtyping's import hook with beartype on the package (type and shape annotations checked in
+  every test but those marked `wrong_types`);
+- one persistent compilation cache per test run (a fresh temporary folder, shared by the
+  xdist workers: a solve that several tests compile with the same shapes is compiled once;
+  `multimodal_dln._cache`), since the suite is dominated by XLA compilation on a 2-core CPU.
+
+XLA's default code generation is tested, as users run it. (Cheaper codegen flags,
+--xla_backend_optimization_level=0 and --xla_llvm_disable_expensive_passes, saved ~20 % of
+CPU time but were present in both segmentation faults seen in XLA compilation under xdist, and
+with jax 0.11.2 they made a sharded solve fail diffrax's save-time check.)
 """
 
 import os
@@ -16,21 +21,43 @@ import tempfile
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-_fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _fast).strip()
 
 if "MDLN_COMPILATION_CACHE_DIR" not in os.environ:  # set once, inherited by the xdist workers
     os.environ["MDLN_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdln-test-cache-")
 
 import jax  # noqa: E402
+import jaxtyping  # noqa: E402
 import pytest  # noqa: E402
+
+# Every test runs under jaxtyping's import hook with beartype (as diffrax and equinox test
+# themselves): each annotated function and module of the package checks its arguments' types
+# and array shapes when called (inside jit: when traced). MDLN_TYPECHECK=0 turns it off.
+# The hook stays installed for the session, so modules imported later (experiments, cli)
+# are checked too.
+if os.environ.get("MDLN_TYPECHECK", "1") != "0":
+    _checker = "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))"
+    jaxtyping.install_import_hook("multimodal_dln", _checker)
 
 import multimodal_dln  # noqa: E402, F401  (enables float64)
 
 # No implicit dtype promotion inside the package (as the JAX stack's test suites do): a float32
 # operand meeting a float64 one, or an integer array meeting a float array, is an error.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture(autouse=True)
+def _wrong_types(request):
+    """Tests marked `wrong_types` pass wrongly typed values on purpose, to check the package's
+    own one-line errors (what a user without a type checker sees): type checking is off for
+    them (jaxtyping checks the switch at every call)."""
+    if request.node.get_closest_marker("wrong_types") is None:
+        yield
+        return
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import numpy as np
 
 from multimodal_dln import theory
 from multimodal_dln.cli import main
-from multimodal_dln.experiments.toy import PHASE_COLUMNS
+from multimodal_dln.sweeps import PHASE_COLUMNS
 
 DEPTH, WIDTH, CHUNK, U0 = 2, 8, 4, 1e-12
 GRID = {"fusion_layer": [2], "rho": [-0.5, 0.0, 0.5], "ratio": [2.0], "init_scale": [U0]}

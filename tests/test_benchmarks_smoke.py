@@ -59,8 +59,13 @@ def test_sweep_tiny_through_cli(tmp_path, capsys):
     assert "benchmark" in out and "sweep" in out  # the table was printed
 
 
+_NOT_TINY = ("sweep", "process", "lf_sweep")  # sweep: tested through the CLI above
+# `process` and `lf_sweep` time fresh processes (subprocesses compiling from scratch, about a
+# minute each even when tiny); the cache they measure is tested in tests/test_solve_cache.py.
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b != "sweep"])
+@pytest.mark.parametrize("name", [b for b in BENCHMARKS if b not in _NOT_TINY])
 def test_benchmark_tiny(name, tmp_path):
     rec = cli.run_one(name, "tiny", tmp_path)
     _check_record(rec, name)

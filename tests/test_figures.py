@@ -1,8 +1,8 @@
 """Figures: each plot returns a Figure, writes a PNG, and leaves no pyplot state behind."""
 
-import csv
 import math
 import warnings
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -12,10 +12,10 @@ import pytest
 from helpers import is_png as _is_png, pyplot_figures as _pyplot_figures, toy_rows as _fake_rows
 from matplotlib.figure import Figure
 
+import multimodal_dln as mdln
 from multimodal_dln._status import Status
 from multimodal_dln.experiments import figures
-from multimodal_dln.experiments.store import CSV_COLUMNS, read_results
-from multimodal_dln.experiments.toy import PHASE_COLUMNS, MemberConfig, simulate_toy
+from multimodal_dln.sweeps import PHASE_COLUMNS
 
 
 @pytest.mark.parametrize(
@@ -52,20 +52,18 @@ def test_plot_time_ratio_png(tmp_path, x, hue, kwargs):
 
 
 def test_plot_time_ratio_accepts_rows_columns_and_ax(tmp_path):
-    """Figures take rows (a list of dicts, a dict of columns, or rows read from a results.csv
-    by the store), not files."""
+    """Figures take rows (a list of dicts, a dict of columns, or a DataFrame's records), not
+    files."""
     rows = _fake_rows()
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     fig = figures.plot_time_ratio(cols)
     assert len(fig.axes[0].lines) > 0
+    import pandas as pd
+
+    figures.plot_time_ratio(pd.DataFrame(rows).to_dict("records"), path=tmp_path / "df.png")
+    assert _is_png(tmp_path / "df.png")
     csv_path = tmp_path / "results.csv"
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_COLUMNS)
-        for r in rows:
-            w.writerow([repr(r[c]) if isinstance(r[c], float) else r[c] for c in CSV_COLUMNS])
-    figures.plot_time_ratio(read_results(csv_path), path=tmp_path / "from_csv.png")
-    assert _is_png(tmp_path / "from_csv.png")
+    csv_path.write_text("rho\n0.0\n")
     with pytest.raises(ValueError, match="not files"):
         figures.plot_time_ratio(csv_path)
     outer = Figure()
@@ -90,10 +88,26 @@ def test_plot_misattribution_png(tmp_path):
     assert slopes == {round(1 / 1.5, 6), 0.5, round(1 / 3, 6)}
 
 
+class _Run(NamedTuple):
+    trajectory: object
+    measurements: object
+    stats: object
+
+
+def _toy_run(**kw) -> _Run:
+    """Four two-layer late-fusion networks (width 8) on the toy data rho 0.5, ratio 2."""
+    stats = jax.vmap(mdln.Statistics.toy)(jnp.full(4, 0.5), jnp.full(4, 2.0))
+    nets = jax.vmap(
+        lambda k: mdln.FusionDLN.init(k, depth=2, fusion_layer=2, width=8, d_A=1, d_B=1,
+                                      init_scale=1e-12)
+    )(jax.random.split(jax.random.key(0), 4))  # fmt: skip
+    traj = mdln.gradient_flow(nets, stats, **kw)
+    return _Run(traj, mdln.measure(traj, stats), stats)
+
+
 @pytest.fixture(scope="module")
 def run():
-    sim = simulate_toy([MemberConfig(2, 0.5, 2.0, 1e-12, 0)], depth=2, width=8, pad_to=4)
-    return sim
+    return _toy_run()
 
 
 def test_plot_trajectory_png(tmp_path, run):
@@ -165,10 +179,8 @@ def test_plot_trajectory_failure_subtitle(run):
     title = figures.plot_trajectory(traj, bad, stats)._suptitle.get_text()
     assert "NO_CROSSING" in title and "threshold" in title and "ok" not in title.split()
     # a run stopped by a tiny t_max: NOT_CONVERGED, with the flow remedy
-    short = simulate_toy(
-        [MemberConfig(2, 0.5, 2.0, 1e-12, 0)], depth=2, width=8, pad_to=4, t_max=1e-3
-    )
-    assert short.rows[0]["status"] == "NOT_CONVERGED"
+    short = _toy_run(t_max=1e-3)
+    assert int(short.trajectory.status[0]) == Status.NOT_CONVERGED
     fig = figures.plot_trajectory(short.trajectory[0], None, stats)
     title = fig._suptitle.get_text()
     assert "NOT_CONVERGED" in title and "t_max" in title and "nan" not in title

@@ -145,6 +145,7 @@ def test_traced_bad_init_scale_gives_a_nan_member():
     assert all(np.all(np.isnan(np.asarray(a[1]))) for a in jax.tree.leaves(nets))
 
 
+@pytest.mark.wrong_types  # also checks the errors for float / bool entries
 def test_width_forms():
     """One width (Python or NumPy integer) or one per hidden layer; anything else is named."""
     net = _net(jax.random.key(0), width=np.int64(5))

@@ -56,14 +56,9 @@ def test_quickstart_notebook_runs(monkeypatch):
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "the notebook must have exactly one cell tagged 'parameters'"
     tagged[0].source = SMALL_PARAMETERS
-    # Inherited by the kernel process: a non-interactive backend, no GPU preallocation, and
-    # cheaper XLA CPU compilation (at these sizes the run is almost all compile time; the
-    # results agree with the default flags to round-off).
+    # Inherited by the kernel process: a non-interactive backend, no GPU preallocation.
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    xla_flags = os.environ.get("XLA_FLAGS", "")
-    fast = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    monkeypatch.setenv("XLA_FLAGS", f"{xla_flags} {fast}".strip())
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
     )

@@ -38,6 +38,14 @@ SCRIPT = textwrap.dedent(
     gd1 = mdln.gradient_descent(nets, stats, lr=0.05, n_steps=400, n_save=16, shard=False)
     gd4 = mdln.gradient_descent(nets, stats, lr=0.05, n_steps=400, n_save=16)
     close(gd1.weights, gd4.weights)
+    # the sweep engine: chunks rounded up to a multiple of the 4 devices and sharded
+    from multimodal_dln import sweeps
+    sw = sweeps.product(depth=3, fusion_layer=2, width=4, init_scale=1e-3,
+                        rho=[-0.6, -0.3, 0.0, 0.3, 0.6])
+    s1, s4 = sweeps.run(sw, shard=False, progress=False), sweeps.run(sw, progress=False)
+    close(s1["time_ratio"], s4["time_ratio"])
+    assert s1["success"].all() and (s1["status"] == s4["status"]).all(), (s1, s4)
+    assert (s1["num_steps"] == s4["num_steps"]).all()
     print("SHARDED_OK")
     """
 )
@@ -45,17 +53,7 @@ SCRIPT = textwrap.dedent(
 
 def test_sharded_equals_unsharded_on_four_cpu_devices():
     env = dict(os.environ)
-    # Only the device count: conftest's cheaper-codegen flags (xla_backend_optimization_level=0)
-    # are a test-speed trick, and with them jax 0.11.2's CPU backend made this sharded run fail
-    # diffrax's "saveat.ts must lie between t0 and t1" check (seen on the GPU machine's jax
-    # 0.11.2; jax 0.10.2 passes either way). The sharded path is checked with default codegen.
-    flags = [
-        f
-        for f in env.get("XLA_FLAGS", "").split()
-        if not f.startswith(
-            ("--xla_backend_optimization_level", "--xla_llvm_disable_expensive_passes")
-        )
-    ]
+    flags = env.get("XLA_FLAGS", "").split()
     env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=4"])
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(

@@ -139,7 +139,6 @@ def test_toy_accepts_array_arguments():
     jitted = jax.jit(mdln.Statistics.toy)(rhos, ratios, 0.1, w_A=w_A)
     for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(s), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert mdln.Statistics.toy([0.1, 0.2], 2.0).sigma_xx.shape == (2, 2, 2)  # lists too
 
 
 def test_toy_vmap_over_noise_is_unchanged():
@@ -206,4 +205,4 @@ def test_from_samples_under_vmap_poisons_only_the_bad_member():
     for i in (0, 2):
         one = mdln.Statistics.from_samples(*sets[i])
         for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(one), strict=True):
-            np.testing.assert_array_equal(a[i], b)
+            np.testing.assert_allclose(a[i], b, rtol=1e-14)  # vmapped vs one: round-off

@@ -1,6 +1,6 @@
 """Property: a member reported as a success has the right time ratio.
 
-Over 200+ random valid configurations (rho, ratio, depth, L_f, init scale, horizon,
+Over 160 random valid configurations (rho, ratio, depth, L_f, init scale, horizon,
 t_min_fraction, method), every member with status OK has a time ratio within `RTOL` of an
 independent re-solve of the same member saved on a much finer grid (4096 saves from 1e-8 of
 the horizon, horizon long enough to converge), and every other member has NaN phase times and
@@ -19,11 +19,11 @@ import pytest
 import multimodal_dln as mdln
 from multimodal_dln import Status
 
-N_CONFIGS = 208
+N_CONFIGS = 160
 GROUP = 8
 RTOL = 5e-3  # measured worst case 2.8e-3 (a depth-3 GD member): deep-net interpolation error
-STRUCTURES = [(2, 1), (2, 2), (3, 1), (3, 2), (3, 3)]
-T_MIN_FRACTIONS = [1e-5, 1e-3, 3e-2]
+STRUCTURES = [(2, 1), (2, 2), (3, 2), (3, 3)]  # early, late, intermediate fusion
+T_MIN_FRACTIONS = [1e-5, 3e-2]  # the default and a coarse start of the save grid
 
 
 def _configs(seed=0):
@@ -76,7 +76,8 @@ def _solve(cfgs, fine: bool):
             )
         else:
             h = eqx.filter_vmap(mdln._training.default_horizon)(nets, stats)
-            n_steps = int(np.ceil(np.max(np.asarray(h) * c0["horizon"] / np.asarray(lr))))
+            need = np.max(np.asarray(h) * c0["horizon"] / np.asarray(lr))
+            n_steps = int(2 ** np.ceil(np.log2(need)))  # a power of two: few compiled loops
             traj = mdln.gradient_descent(
                 nets, stats, lr=lr, n_steps=n_steps, on_divergence="ignore"
             )

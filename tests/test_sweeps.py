@@ -166,3 +166,55 @@ def test_docs_list_every_axis_and_column():
     text = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
     for name in sweeps.COLUMNS:
         assert f"`{name}`" in text, name
+
+
+# ---- presentation (experiments.sweep_report) ---------------------------------------------------
+def _fake_frame():
+    from multimodal_dln.sweeps._frame import to_frame
+
+    rows = []
+    members = sweeps.product(rho=[0.0, 0.5], fusion_layer=[1, 2], seed=range(2)).members()
+    for i, m in enumerate(members):
+        th = 1.0 if m["fusion_layer"] == 1 else 4.0 / (1 - m["rho"] ** 2)
+        ok = i != 3
+        rows.append(m | dict.fromkeys(sweeps.COLUMNS[len(sweeps.AXIS_NAMES):], math.nan) | {
+            "time_ratio": th * (1.01 if ok else 0.3), "success": ok,
+            "status": "OK" if ok else "DIVERGED", "reason": "ok" if ok else "lower lr",
+            "num_steps": 10, "theory_time_ratio": th,
+        })  # fmt: skip
+    return to_frame([], rows, sweeps.COLUMNS)
+
+
+def test_summary_table_and_figure_use_successful_members_only(tmp_path):
+    from multimodal_dln.experiments.sweep_report import plot_sweep, summary_table
+
+    df = _fake_frame()
+    table = summary_table(df)
+    assert list(table.columns[:2]) == ["rho", "fusion_layer"]
+    row = table[(table["rho"] == 0.0) & (table["fusion_layer"] == 2)].iloc[0]
+    assert row["n"] == 2 and row["n_ok"] == 1  # member 3 failed
+    assert row["median_time_ratio"] == pytest.approx(4.04)
+    assert row["median_rel_error"] == pytest.approx(0.01)
+    fig = plot_sweep(df, path=tmp_path / "tr.png")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "rho" and (tmp_path / "tr.png").stat().st_size > 5000
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "L_f = 1" in labels and "theory" in labels and "simulation (median)" in labels
+    for h in ax.get_legend().legend_handles:  # every legend entry shows a mark or a line
+        assert h.get_marker() not in (None, "None", "") or h.get_linestyle() not in ("None", "")
+    assert "failed" in ax.get_title()
+    plotted = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_linestyle() == "None"])
+    assert not np.any(np.isclose(plotted, 0.3 * 4.0))  # the failed member is not drawn
+
+
+def test_supplied_statistics_equal_the_toy_members(toy_frame):
+    """A user batch of `Statistics` (data="user") runs the same members as the toy axes: the
+    toy sweep's seed-0 rows, to round-off (other batch size)."""
+    _, df = toy_frame
+    toy = df[df["seed"] == 0].sort_values(["rho", "ratio"]).reset_index(drop=True)
+    stats = jax.vmap(mdln.Statistics.toy)(toy["rho"].to_numpy(), toy["ratio"].to_numpy())
+    user = sweeps.run(sweeps.product(statistics=stats, **TOY), progress=False)
+    assert (user["data"] == "user").all() and user["rho"].isna().all()
+    user = user.sort_values("data_index").reset_index(drop=True)
+    np.testing.assert_allclose(user["time_ratio"], toy["time_ratio"], rtol=1e-9)
+    np.testing.assert_allclose(user["theory_time_ratio"], toy["theory_time_ratio"], rtol=1e-12)

@@ -447,7 +447,7 @@ def test_input_errors_name_the_parameter():
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_layer_random_covariances_converge_to_norm_formula():
-    """Two-layer late fusion on 200 random inverse-Wishart statistics (the paper's generator,
+    """Two-layer late fusion on 100 random inverse-Wishart statistics (the paper's generator,
     D = 20, d_A = d_B = 10; relabelled so A is learned first; predictions in [1, 20] as the
     authors kept): gradient flow from a balanced init at u0 = 1e-100 gives t_B/t_A within a
     median 3 % of 1 + (||Sigma_yxA|| - ||Sigma_yxB||) / ||Sigma_yxB - W_A^uni Sigma_AB||
@@ -457,7 +457,7 @@ def test_two_layer_random_covariances_converge_to_norm_formula():
     is ~3 / ln(1/u0) (11 % at u0 = 1e-12, 4.8 % at 1e-30; docs/reproduction.md)."""
     from multimodal_dln.experiments.zhang2024 import random_covariances
 
-    stats, pred = random_covariances(200)
+    stats, pred = random_covariances(100)
     n = len(pred)
     nets = eqx.filter_vmap(
         lambda k, s: mdln.FusionDLN.init(
@@ -472,7 +472,7 @@ def test_two_layer_random_covariances_converge_to_norm_formula():
             align_to=s,
         )
     )(jax.random.split(jax.random.key(1), n), stats)
-    # buckets: 200 members with durations spread over decades; grouping them by the predicted
+    # buckets: 100 members with durations spread over decades; grouping them by the predicted
     # duration cuts the vmap waste (benchmarks/buckets) without changing any member's result.
     m = mdln.measure(mdln.gradient_flow(nets, stats, n_save=256, buckets=4), stats)
     ok = np.asarray(m.success)

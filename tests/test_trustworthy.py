@@ -56,6 +56,7 @@ def test_save_grid_that_misses_the_crossing_is_flagged():
     np.testing.assert_allclose(float(fine.time_ratio), float(good.time_ratio), rtol=1e-3)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize("bad", [2.0, 0.0, 1.0, -1e-3, "1e-5", True])
 def test_t_min_fraction_is_validated(bad):
     with pytest.raises(
@@ -64,6 +65,7 @@ def test_t_min_fraction_is_validated(bad):
         mdln.gradient_flow(_net(), TOY, t_min_fraction=bad)
 
 
+@pytest.mark.wrong_types
 @pytest.mark.parametrize(
     "kw,pattern",
     [

@@ -23,6 +23,10 @@ from multimodal_dln._validation import (
     check_solve_memory,
 )
 
+# The package's own one-line errors for wrongly typed input (what a user without a type checker
+# sees): runtime type checking is off for this module (conftest, `wrong_types`).
+pytestmark = pytest.mark.wrong_types
+
 
 def _net(**kw):
     args = dict(depth=2, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=1e-3)

@@ -12,7 +12,6 @@ import math
 import re
 import sys
 import textwrap
-import warnings
 
 from .._constants import AUTHORS_LR
 
@@ -23,7 +22,6 @@ __all__ = [
     "UsageError",
     "add_model_options",
     "add_subparser",
-    "divergence_notes",
     "float_list",
     "int_list",
     "join_negative_values",
@@ -271,21 +269,6 @@ def _add_data_options(p: argparse.ArgumentParser, *, list_values: bool) -> None:
 # ------------------------------------------------------------------------------------------------
 # warnings
 # ------------------------------------------------------------------------------------------------
-def divergence_notes(fn, category):
-    """Call `fn()`; return its result and the messages of the `category` warnings it raised
-    (printed by the caller as one-line warnings; other warnings pass through unchanged)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = fn()
-    notes = []
-    for w in caught:
-        if issubclass(w.category, category):
-            notes.append(" ".join(str(w.message).split()))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return out, notes
-
-
 def warn_failures(line: str | None) -> None:
     """A final stderr line when members failed (the exit status stays 0: results are flagged)."""
     if line:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..experiments.run import files_line, header_line, run_experiment, trajectory_line
 from ..experiments.summary import failure_line
+from ..sweeps import SweepError
 from ._common import add_subparser, warn_failures
 
 __all__ = ["add_parser", "main"]
@@ -17,7 +18,8 @@ examples:
 Full run: depth 2, late fusion (L_f = 2), width 100, random init u0 = 1e-12 (float64),
 rho in linspace(-0.9, 0.9, 9), ratio in {1, 1.5, 2, 3}, 3 seeds, gradient flow.
 Writes results.csv, config.json, summary.json, time_ratio.png, misattribution.png and
-trajectory.png (ratio 2, rho 0.5) into the output folder.
+trajectory.png (ratio 2, rho 0.5) into the output folder. A folder that holds a run is never
+replaced silently: pass --resume to continue it or --overwrite to replace it.
 """
 
 
@@ -37,7 +39,13 @@ def add_parser(subparsers):
         action="store_true",
         help="a small smoke-test version (width 8, 5 correlations, 1 seed; a few seconds)",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run in DIR")
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in DIR (its files are kept in DIR/replaced-<time>/)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=main)
     return p
@@ -45,9 +53,16 @@ def add_parser(subparsers):
 
 def main(args) -> int:
     print(header_line(args.quick, args.out), flush=True)
-    res = run_experiment(
-        args.out, quick=args.quick, resume=args.resume, progress=not args.no_progress
-    )
+    try:
+        res = run_experiment(
+            args.out,
+            quick=args.quick,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except SweepError as err:
+        raise ValueError(str(err)) from None
     print()
     print("\n".join(res.table_lines))
     print(trajectory_line(res.trajectory_row))

@@ -4,13 +4,11 @@ JSON object with ``--json``."""
 from __future__ import annotations
 
 import math
-import sys
 
 from .._io import dumps
 from ..experiments.point import simulate_point
 from ..experiments.summary import failure_line, fmt, text_table
-from ..experiments.toy import DivergenceWarning
-from ._common import FLAG_NAMES, add_model_options, add_subparser, divergence_notes, warn_failures
+from ._common import FLAG_NAMES, add_model_options, add_subparser, warn_failures
 
 __all__ = ["add_parser", "main"]
 
@@ -53,23 +51,18 @@ def add_parser(subparsers):
 
 def main(args) -> int:
     keys = ("depth", "fusion_layer", "width", "rho", "ratio", "init_scale", "seeds", "init")
-    res, divergence = divergence_notes(
-        lambda: simulate_point(
-            **{k: getattr(args, k) for k in keys},
-            method=args.method,
-            lr=args.lr,
-            noise=args.noise,
-            t_max=args.t_max,
-            names=FLAG_NAMES,
-        ),
-        DivergenceWarning,
+    res = simulate_point(
+        **{k: getattr(args, k) for k in keys},
+        method=args.method,
+        lr=args.lr,
+        noise=args.noise,
+        t_max=args.t_max,
+        names=FLAG_NAMES,
     )
     if args.json:
         print(dumps(res.document()))
     else:
         print("\n".join(report_lines(args, res)))
-    for note in divergence:
-        print(f"warning: {note}", file=sys.stderr)
     warn_failures(failure_line(res.members))
     return 0
 

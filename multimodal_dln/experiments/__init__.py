@@ -3,9 +3,9 @@
 It imports the library (`multimodal_dln`) and is never imported by it. Modules:
 
 - `settings`: checks of toy settings, grids and seeds (errors name the caller's parameters);
-- `toy`: `simulate_toy`, members of the toy grid as one batched solve, one row per member;
-- `toy_sweep`: `run_sweep`, chunked, resumable sweeps into a folder; `store`: its CSV / JSON
-  files (`read_results`); `summary`: summaries and text tables of rows (no matplotlib);
+- `summary`: summaries and text tables of rows (no matplotlib); `sweep_report`: the summary
+  table and figure of a sweep's DataFrame (`mdln sweep`; the sweeps themselves are the
+  library's `multimodal_dln.sweeps`);
 - `point`: one toy configuration for N seeds (`mdln simulate`); `run`: the `mdln run`
   experiment;
 - `figures` and `trajectory_plot`: figures that take rows (time ratio, misattribution) or one

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import FusionDLN, Statistics
 from .._seeding import NET_STREAM, keys_for
@@ -76,7 +77,7 @@ def init_networks(
     *,
     depth: int,
     fusion_layer: int,
-    width: int | Sequence[int],
+    width: int | np.integer | Sequence[int] | np.ndarray,
     init: str = "random",
     d_out: int = 1,
     activation: str = "linear",

@@ -9,9 +9,9 @@ Everything is drawn on `matplotlib.figure.Figure` objects with the Agg canvas (`
 never through `pyplot`, so no global figure state is created or leaked. Each function returns
 its Figure and, given `path`, also saves it (PNG by default).
 
-Figures take rows, not files: a list of dicts (as in `SweepResult.rows` or
-`store.read_results(path)`), a dict of columns, or an object with a `rows` attribute (a
-`SweepResult`). Theory lines come from the library (`theory.time_ratio_toy_network`,
+Figures take rows, not files: a list of dicts (e.g.
+`sweeps.load(path).to_dict("records")`), a dict of columns, or an object with a `rows`
+attribute. Theory lines come from the library (`theory.time_ratio_toy_network`,
 `theory.misattribution_toy_network`; docs/theory.md §2-§4).
 """
 
@@ -57,7 +57,7 @@ def _rows(rows) -> list[dict]:
     """Normalize the accepted `rows` forms to a list of dicts."""
     if isinstance(rows, (str, os.PathLike)):
         raise ValueError(
-            "figures take rows, not files: read them first (experiments.store.read_results)."
+            "figures take rows, not files: read them first (multimodal_dln.sweeps.load)."
         )
     if hasattr(rows, "rows") and not isinstance(rows, Mapping):
         return list(rows.rows)
@@ -72,7 +72,7 @@ def _rows(rows) -> list[dict]:
         return [{k: v[i].item() for k, v in cols.items()} for i in range(count)]
     out = list(rows)
     if out and not isinstance(out[0], Mapping):
-        raise ValueError("rows must be a list of dicts, a dict of columns or a SweepResult.")
+        raise ValueError("rows must be a list of dicts, a dict of columns or hold .rows.")
     return out
 
 

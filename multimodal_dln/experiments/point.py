@@ -1,9 +1,9 @@
 """One toy configuration for N seeds (what `mdln simulate` reports): members, theory, summary.
 
 `simulate_point` validates the settings (errors name the caller's parameters), simulates the
-seeds as one batched solve (`simulate_toy`) and returns the members' records, the theory for
-the point with where it comes from (docs/theory.md §2-§4) or why there is none, and a summary
-over the successful seeds (docs/theory.md §7).
+seeds as one batched solve on the sweep engine (`multimodal_dln.sweeps`) and returns the
+members' records, the theory for the point with where it comes from (docs/theory.md §2-§4)
+or why there is none, and a summary over the successful seeds (docs/theory.md §7).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .. import theory
+from .. import sweeps, theory
 from .settings import default_init_scale, validate_grid, validate_settings
 from .summary import failures, median
-from .toy import MemberConfig, simulate_toy
 
 __all__ = ["PHASE_KEYS", "PointResult", "member_record", "point_theory", "simulate_point"]
 
@@ -135,10 +134,13 @@ def simulate_point(
         {"fusion_layer": [lf], "rho": [rho], "ratio": [ratio], "init_scale": [u0]}, depth, names
     )
     point = {k: v[0] for k, v in grid.items()}
-    configs = [MemberConfig(**point, seed=i) for i in range(seeds)]
     t0 = time.perf_counter()
-    keys = ("depth", "width", "init", "method", "lr", "noise", "t_max")
-    res = simulate_toy(configs, **{k: s[k] for k in keys})
+    sweep = sweeps.product(
+        **point,
+        **{k: s[k] for k in ("depth", "width", "init", "method", "lr", "noise", "t_max")},
+        seed=range(seeds),
+    )
+    rows = sweeps.run(sweep, progress=False).to_dict("records")
     wall = time.perf_counter() - t0
     th = point_theory(depth, lf, rho, ratio, u0)
     config = {
@@ -157,5 +159,5 @@ def simulate_point(
         "data": "toy",
         "time_units": "gradient-flow time (tau = 1); for gd, steps x lr",
     }
-    members = [member_record(r) for r in res.rows]
-    return PointResult(config, members, _summary(res.rows, th, wall), th, s, wall)
+    members = [member_record(r) for r in rows]
+    return PointResult(config, members, _summary(rows, th, wall), th, s, wall)

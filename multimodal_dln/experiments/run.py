@@ -2,8 +2,9 @@
 
 Time ratio t_B / t_A and misattribution against rho for several variance ratios (simulation
 against theory; docs/theory.md §2 and §4) and one training trajectory (ratio 2, rho 0.5), with
-figures, CSV and JSON in one folder. `run_experiment` does the work and returns what the CLI
-prints; nothing here prints.
+figures, CSV and JSON in one folder. `run_experiment` does the work on the sweep engine
+(`multimodal_dln.sweeps`: its folder store never deletes or mixes results; a folder holding a
+run needs `resume` or `overwrite`) and returns what the CLI prints; nothing here prints.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-
-from .. import theory
+from .. import sweeps, theory
+from .._gradient_flow import gradient_flow
 from .._io import write_json
 from .._measurements import measure
-from .figures import plot_misattribution, plot_trajectory
-from .summary import median, text_table
-from .toy import MemberConfig, simulate_toy
-from .toy_sweep import run_sweep
+from .._network import FusionDLN
+from .._seeding import keys_for
+from .._statistics import Statistics
+from .figures import plot_misattribution, plot_time_ratio, plot_trajectory
+from .summary import median, summarize, text_table
 
 __all__ = [
     "RUN_FULL",
@@ -88,34 +89,43 @@ def header_line(quick: bool, out) -> str:
     )
 
 
-def run_experiment(out, *, quick: bool = False, resume: bool = False, progress: bool = True):
-    """Run the sweep (overwriting `out` unless `resume`), draw the figures, write
-    summary.json (the sweep's summary plus a "run" entry) and return a `RunResult`."""
+def run_experiment(
+    out,
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+):
+    """Run the sweep into `out` (a folder holding a run needs `resume` or `overwrite`; the
+    overwritten files are kept in ``out/replaced-<time>/``), draw the figures, write
+    summary.json and return a `RunResult`."""
     t0 = time.perf_counter()
     spec = RUN_QUICK if quick else RUN_FULL
     out = Path(out)
-    grid = {
-        "fusion_layer": [FUSION_LAYER],
-        "rho": spec["rho"],
-        "ratio": spec["ratio"],
-        "init_scale": [INIT_SCALE],
-    }
-    res = run_sweep(
-        grid,
+    sweep = sweeps.product(
         depth=DEPTH,
+        fusion_layer=FUSION_LAYER,
         width=spec["width"],
-        seeds=spec["seeds"],
         init=INIT,
-        method="flow",
-        out_dir=out,
+        init_scale=INIT_SCALE,
+        rho=spec["rho"],
+        ratio=spec["ratio"],
+        seed=range(spec["seeds"]),
+    )
+    df = sweeps.run(
+        sweep,
+        out,
         resume=resume,
-        overwrite=not resume,
+        overwrite=overwrite,
         chunk_size=spec["chunk_size"],
         progress=progress,
     )
-    figs, r0 = run_figures(res.rows, spec, out)
-    lines, table = run_table(res.rows, spec["ratio"])
+    rows = df.to_dict("records")
+    figs, r0 = run_figures(rows, spec, out)
+    lines, table = run_table(rows, spec["ratio"])
     wall = time.perf_counter() - t0
+    files = {"results": out / "results.csv", "config": out / "config.json"} | figs
     run_summary = {
         "experiment": "two-layer late fusion, toy data (Zhang et al. 2024; docs/theory.md §2)",
         "quick": bool(quick),
@@ -130,38 +140,55 @@ def run_experiment(out, *, quick: bool = False, resume: bool = False, progress: 
         "per_ratio": table,
         "trajectory": {k: r0[k] for k in _TRAJECTORY_KEYS},
         "wall_time_s": wall,
-        "files": {k: str(v) for k, v in (res.files | figs).items()},
+        "files": {k: str(v) for k, v in files.items()},
     }
-    summary = dict(res.summary) | {"run": run_summary}
+    summary = summarize(rows) | {"run": run_summary}
     write_json(out / "summary.json", summary)
-    return RunResult(out, res.rows, lines, table, r0, summary, wall)
+    return RunResult(out, rows, lines, table, r0, summary, wall)
 
 
 def run_figures(rows, spec, out: Path) -> tuple[dict, dict]:
-    """misattribution.png (r > 1 only) and trajectory.png (r = 2, rho = 0.5); returns their
+    """time_ratio.png, misattribution.png (r > 1 only) and trajectory.png (r = 2, rho = 0.5,
+    seed 0: the sweep's own member, simulated again to keep its trajectory); returns their
     paths and the trajectory's row."""
+    order = sorted(spec["ratio"])
+    tr_path, mis_path = out / "time_ratio.png", out / "misattribution.png"
+    plot_time_ratio(rows, x="rho", hue="ratio", hue_order=order, path=tr_path)
     mis_rows = [r for r in rows if r["ratio"] > 1.0]  # a unimodal phase exists only for r > 1
-    mis_path = out / "misattribution.png"
     if mis_rows:
-        plot_misattribution(mis_rows, hue_order=sorted(spec["ratio"]), path=mis_path)
-    member = MemberConfig(
-        FUSION_LAYER, TRAJECTORY_POINT["rho"], TRAJECTORY_POINT["ratio"], INIT_SCALE, 0
-    )
-    # padded to the sweep's chunk size: no recompile
-    sim = simulate_toy(
-        [member], depth=DEPTH, width=spec["width"], init=INIT, pad_to=spec["chunk_size"]
-    )
-    traj0 = sim.trajectory[0]
-    stats0 = jax.tree.map(lambda a: a[0], sim.stats)
+        plot_misattribution(mis_rows, hue_order=order, path=mis_path)
+    stats0 = Statistics.toy(TRAJECTORY_POINT["rho"], TRAJECTORY_POINT["ratio"])
+    net = FusionDLN.init(
+        keys_for([0])[0], depth=DEPTH, fusion_layer=FUSION_LAYER, width=spec["width"], d_A=1,
+        d_B=1, init_scale=INIT_SCALE, init=INIT,
+    )  # fmt: skip
+    traj0 = gradient_flow(net, stats0)
+    meas0 = measure(traj0, stats0)
     traj_path = out / "trajectory.png"
     plot_trajectory(
         traj0,
-        measure(traj0, stats0),
+        meas0,
         stats0,
         path=traj_path,
         title="late fusion, toy data: $\\sigma_A/\\sigma_B$ = 2, $\\rho$ = 0.5",
     )
-    return {"misattribution_figure": mis_path, "trajectory_figure": traj_path}, sim.rows[0]
+    r0 = _trajectory_row(rows, meas0)
+    figs = {"time_ratio_figure": tr_path, "misattribution_figure": mis_path}
+    return figs | {"trajectory_figure": traj_path}, r0
+
+
+def _trajectory_row(rows, meas0) -> dict:
+    """The sweep's row of the trajectory member (r = 2, rho = 0.5, seed 0) when the grid holds
+    it (the full run), else the re-simulated trajectory's own measurement (the quick grid)."""
+    for r in rows:
+        if (r["rho"], r["ratio"], r["seed"]) == (0.5, 2.0, 0):
+            return r
+    return {"rho": 0.5, "ratio": 2.0} | {
+        "t_A": float(meas0.t_A), "t_B": float(meas0.t_B), "time_ratio": float(meas0.time_ratio),
+        "misattribution": float(meas0.misattribution.reshape(-1)[0]),
+        "success": bool(meas0.success), "status": "OK" if meas0.success else "FAILED",
+        "reason": "ok" if meas0.success else meas0.failure_reasons()[0],
+    }  # fmt: skip
 
 
 def _ratio_entry(ratio, rows) -> dict:

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from .. import theory
-from .settings import GRID_KEYS
 
 __all__ = [
     "failure_line",
@@ -23,7 +22,6 @@ __all__ = [
     "format_error_table",
     "median",
     "summarize",
-    "swept_axes",
     "text_table",
 ]
 
@@ -156,15 +154,3 @@ def format_error_table(summary: Mapping[str, Any]) -> str:
         ("max", 8, lambda b: _pct(b["max_abs_rel_error"], "-")),
     ]
     return "\n".join(text_table(columns, summary["by_ratio"]))
-
-
-def swept_axes(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
-    """(x, hue) for a time-ratio plot: x is rho if it takes > 1 value, else ratio, else
-    init_scale, else fusion_layer; hue is the next of (ratio, fusion_layer, init_scale, rho)
-    that varies (None if nothing else does)."""
-    varies = {k: len({r[k] for r in rows}) > 1 for k in GRID_KEYS}
-    x = next((k for k in ("rho", "ratio", "init_scale") if varies[k]), "fusion_layer")
-    hue = next(
-        (k for k in ("ratio", "fusion_layer", "init_scale", "rho") if k != x and varies[k]), None
-    )
-    return x, hue

@@ -292,7 +292,7 @@ def _flow_one(params, static, stats, lr, alpha, Q, warmup_time, t_max, ts, cfg: 
         loss=lval,
         d_util=du,
         d_speed=ds,
-        balancing=modes,
+        balancing=modes.astype(jnp.int32),
         t_A=crossing_time(ts, nA, dnA, thr_A),
         t_B=crossing_time(ts, nB, dnB, thr_B),
         n_switches=n_sw,

@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, Key, PRNGKeyArray
 
 from .._dataset import Dataset
 from .._network import FusionDLN
@@ -292,7 +292,7 @@ def train(
     eval_data: Dataset | None = None,
     n_save: int = 200,
     save: str = "linear",
-    key: PRNGKeyArray | None = None,
+    key: PRNGKeyArray | Key[Array, " n"] | None = None,
     batch_size: int | None = None,
     rebalance_mean: str = "running",
     count_window: int | None = None,

@@ -23,6 +23,7 @@
 from ._axes import AXES as AXES, AXIS_NAMES as AXIS_NAMES, Axis as Axis
 from ._frame import COLUMNS as COLUMNS, load as load
 from ._run import run as run
+from ._solve_chunk import PHASE_COLUMNS as PHASE_COLUMNS
 from ._spec import Sweep as Sweep, product as product, zipped as zipped
 from ._store import Store as Store, SweepError as SweepError
 
@@ -30,6 +31,7 @@ __all__ = [
     "AXES",
     "AXIS_NAMES",
     "COLUMNS",
+    "PHASE_COLUMNS",
     "Axis",
     "Store",
     "Sweep",

@@ -91,65 +91,80 @@ def _networked(m) -> bool:  # axes of a real network (not the reduced dynamics)
     return m.get("method") != "reduced"
 
 
-def _check_fusion_layer_later(v):
-    return None if v >= 1 else "must be >= 1"
+def _dimension(m) -> int:
+    return 1 if m.get("data") == "toy" else 10
+
+
+def _default_rtol(m) -> float:
+    return 1e-10 if m.get("method") == "reduced" else 1e-8
 
 
 def _toy_or_random(m) -> bool:
     return m.get("data") in ("toy", "random")
 
 
+_DIMENSION = "input dimension of modality {} (toy: 1; random: default 10)"
+_INIT = "initialization: random (authors' Gaussian, per-layer norm u0), aligned, entrywise"
+
 AXES: tuple[Axis, ...] = (
     # ---- data --------------------------------------------------------------------------------
-    Axis("data", "str", True, "data kind: toy (Zhang et al. 2024 toy data), random "
-         "(inverse-Wishart covariances), user (a supplied batch)", _const("toy"),
-         check=_choice(DATA_KINDS)),
-    Axis("rho", "float", False, "toy: correlation of x_A and x_B, in (-1, 1)", _const(0.0),
-         _is("data", "toy"), lambda v: None if -1 < v < 1 else "must be in (-1, 1)"),
-    Axis("ratio", "float", False, "toy: std ratio sigma_A / sigma_B", _const(2.0),
-         _is("data", "toy"), _positive),
-    Axis("w_A", "float", False, "toy: teacher weight of x_A", _const(1.0), _is("data", "toy")),
-    Axis("w_B", "float", False, "toy: teacher weight of x_B", _const(1.0), _is("data", "toy")),
-    Axis("noise", "float", False, "label-noise std (toy, random)", _const(0.0), _toy_or_random,
-         _nonneg),
-    Axis("d_A", "int", True, "input dimension of modality A (toy: 1)",
-         lambda m: 1 if m.get("data") == "toy" else 10, _toy_or_random, _positive),
-    Axis("d_B", "int", True, "input dimension of modality B (toy: 1)",
-         lambda m: 1 if m.get("data") == "toy" else 10, _toy_or_random, _positive),
-    Axis("d_out", "int", True, "output dimension (toy: 1)", _const(1), _toy_or_random,
+    Axis(
+        "data", "str", True,
+        "data kind: toy (Zhang et al. 2024), random (inverse-Wishart covariances) or user (a "
+        "supplied batch); default toy",
+        _const("toy"), check=_choice(DATA_KINDS),
+    ),
+    Axis(
+        "rho", "float", False, "toy: correlation of x_A and x_B, in (-1, 1); default 0",
+        _const(0.0), _is("data", "toy"), lambda v: None if -1 < v < 1 else "must be in (-1, 1)",
+    ),
+    Axis(
+        "ratio", "float", False, "toy: std ratio sigma_A / sigma_B > 0; default 2",
+        _const(2.0), _is("data", "toy"), _positive,
+    ),
+    Axis("w_A", "float", False, "toy: teacher weight of x_A; default 1", _const(1.0),
+         _is("data", "toy")),
+    Axis("w_B", "float", False, "toy: teacher weight of x_B; default 1", _const(1.0),
+         _is("data", "toy")),
+    Axis("noise", "float", False, "label-noise std >= 0 (toy, random); default 0", _const(0.0),
+         _toy_or_random, _nonneg),
+    Axis("d_A", "int", True, _DIMENSION.format("A"), _dimension, _toy_or_random, _positive),
+    Axis("d_B", "int", True, _DIMENSION.format("B"), _dimension, _toy_or_random, _positive),
+    Axis("d_out", "int", True, "output dimension (toy: 1); default 1", _const(1), _toy_or_random,
          _positive),
-    Axis("draw", "int", False, "random: seed of the covariance draw", _const(0),
+    Axis("draw", "int", False, "random: seed of the covariance draw; default 0", _const(0),
          _is("data", "random"), _nonneg),
-    Axis("scale_A", "float", False, "random: inverse-Wishart scale of modality A", _const(2.0),
-         _is("data", "random"), _positive),
-    Axis("scale_B", "float", False, "random: inverse-Wishart scale of modality B", _const(1.0),
-         _is("data", "random"), _positive),
+    Axis("scale_A", "float", False, "random: inverse-Wishart scale of modality A; default 2",
+         _const(2.0), _is("data", "random"), _positive),
+    Axis("scale_B", "float", False, "random: inverse-Wishart scale of modality B; default 1",
+         _const(1.0), _is("data", "random"), _positive),
     Axis("data_index", "int", False, "user: index into the supplied batch", _const(0),
          _is("data", "user"), _nonneg),
     # ---- network -----------------------------------------------------------------------------
-    Axis("depth", "int", True, "number of layers L", _const(2), check=_positive),
-    Axis("fusion_layer", "int", True, "fusion layer L_f in 1..L (1 early, L late; default L)",
-         lambda m: m["depth"], check=_check_fusion_layer_later),
-    Axis("width", "int", True, "hidden width", _const(100), _networked, _positive),
-    Axis("init", "str", True, "initialization scheme", _const("random"), _networked,
+    Axis("depth", "int", True, "number of layers L; default 2", _const(2), check=_positive),
+    Axis("fusion_layer", "int", True, "fusion layer L_f in 1..L (1 early, L late); default L",
+         lambda m: m["depth"], check=_positive),
+    Axis("width", "int", True, "hidden width; default 100", _const(100), _networked, _positive),
+    Axis("init", "str", True, _INIT + "; default random", _const("random"), _networked,
          _choice(INIT_SCHEMES)),
-    Axis("init_scale", "float", False, "initialization scale u0 (default 1e-12 for L <= 2, "
-         "else 0.1)", lambda m: default_init_scale(m["depth"]), check=_positive),
-    Axis("activation", "str", True, "hidden activation", _const("linear"), _networked,
-         _choice(ACTIVATIONS)),
+    Axis("init_scale", "float", False, "initialization scale u0 > 0; default 1e-12 for L <= 2, "
+         "else 0.1", lambda m: default_init_scale(m["depth"]), check=_positive),
+    Axis("activation", "str", True, f"hidden activation: {', '.join(ACTIVATIONS)}; default "
+         "linear", _const("linear"), _networked, _choice(ACTIVATIONS)),
     # ---- method and solver -------------------------------------------------------------------
     Axis("method", "str", True, "flow (gradient flow), gd (gradient descent) or reduced "
-         "(reduced rank-one dynamics)", _const("flow"), check=_choice(METHODS)),
-    Axis("lr", "float", False, "gd: learning rate", _const(AUTHORS_LR), _is("method", "gd"),
-         _positive),
-    Axis("t_max", "float", False, "horizon in gradient-flow time (empty: estimated, extended "
-         "for members not converged)", _const(None), check=_positive),
-    Axis("rtol", "float", True, "flow, reduced: ODE relative tolerance",
-         lambda m: 1e-10 if m.get("method") == "reduced" else 1e-8,
-         _is("method", "flow", "reduced"), _positive),
-    Axis("n_save", "int", True, "number of saved times", _const(512), check=_positive),
-    Axis("seed", "int", False, "network-initialization seed", _const(0), _networked, _nonneg),
-)
+         "(reduced rank-one dynamics); default flow", _const("flow"), check=_choice(METHODS)),
+    Axis("lr", "float", False, "gd: learning rate; default 0.04 (the authors')",
+         _const(AUTHORS_LR), _is("method", "gd"), _positive),
+    Axis("t_max", "float", False, "horizon in gradient-flow time; default: estimated, and "
+         "extended for members not converged", _const(None), check=_positive),
+    Axis("rtol", "float", True, "flow, reduced: ODE relative tolerance; default 1e-8 (reduced "
+         "1e-10)", _default_rtol, _is("method", "flow", "reduced"), _positive),
+    Axis("n_save", "int", True, "number of saved times; default 512", _const(512),
+         check=_positive),
+    Axis("seed", "int", False, "network-initialization seed; default 0", _const(0), _networked,
+         _nonneg),
+)  # fmt: skip
 AXIS_NAMES: tuple[str, ...] = tuple(a.name for a in AXES)
 STATIC_AXES: tuple[str, ...] = tuple(a.name for a in AXES if a.static)
 _BY_NAME = {a.name: a for a in AXES}
@@ -211,7 +226,7 @@ def resolve(given: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise ValueError(f"{where}: {name} {e}; got {given.get(name)!r}.") from None
         problem = None if v is None else a.check(v)
         if problem:
-            raise ValueError(f"{where}: {name} {problem} ({a.doc}); got {v!r}.")
+            raise ValueError(f"{where}: {name} {problem}; got {v!r}.")
         m[name] = v
     if m["fusion_layer"] > m["depth"]:
         raise ValueError(

@@ -52,7 +52,7 @@ def _data(structure: dict, v: dict, user):
                               v["noise"])  # fmt: skip
         return stats, stats
     objective = jax.tree.map(lambda a: a[v["data_index"]], user)
-    return objective, statistics_of(objective)
+    return objective, jax.vmap(statistics_of)(objective)
 
 
 @eqx.filter_jit

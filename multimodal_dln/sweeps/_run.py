@@ -154,7 +154,10 @@ def run(
 def _solve_all(todo, user, chunk_size, shard, reduced, store, progress, on_chunk) -> list[dict]:
     from tqdm import tqdm
 
-    mesh_n = jax.device_count() if shard == "auto" else 1
+    if isinstance(shard, jax.sharding.Mesh):
+        mesh_n = shard.size
+    else:
+        mesh_n = jax.device_count() if shard is True or shard == "auto" else 1
     rows: list[dict] = []
     with tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="member",
               desc="sweep") as bar:  # fmt: skip

@@ -139,8 +139,9 @@ class Store:
         other_config = stored is not None and not _same(stored, self.config)
         if mode == "new" and (n_rows or other_header or other_config):
             raise SweepError(
-                f"{self.out_dir} already holds a sweep ({n_rows} rows); pass resume to "
-                "continue it or overwrite to replace it"
+                f"{self.out_dir} already holds a sweep ({n_rows} rows); pass resume=True "
+                "(--resume) to continue it or overwrite=True (--overwrite) to replace it (the "
+                "old files are kept in replaced-<time>/)"
             )
         if mode == "resume":
             self._resume(records, stored)
