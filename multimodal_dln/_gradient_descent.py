@@ -122,7 +122,7 @@ def gradient_descent(
             if batch
             else horizon(net, objective)
         )
-        n_steps = _pow2_steps(float(jnp.nanmax(h / lr)))
+        n_steps = pow2_steps(float(jnp.nanmax(h / lr)))
     n_steps = check_positive_int("n_steps", n_steps)
     params, static = eqx.partition(net, eqx.is_array)
     member, mesh = _GD(static, cfg), resolve_mesh(shard, batch)
@@ -289,7 +289,7 @@ class _GD(eqx.Module):
         return _gd_one(params, self.static, objective, lr, save_steps, self.cfg)
 
 
-def _pow2_steps(need: float) -> int:
+def pow2_steps(need: float) -> int:
     """A step budget of at least `need`, rounded up to a power of two (at most 2^20), so that
     batches of similar horizons share one compiled loop."""
     return int(2 ** min(20, math.ceil(math.log2(max(1.0, need)))))

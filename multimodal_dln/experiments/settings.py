@@ -23,6 +23,7 @@ from .._validation import (
     check_positive_int,
     check_structure,
 )
+from ..sweeps._axes import default_init_scale
 
 __all__ = [
     "GRID_KEYS",
@@ -38,12 +39,6 @@ GRID_KEYS = ("fusion_layer", "rho", "ratio", "init_scale")
 METHODS = ("flow", "gd")
 SETTING_KEYS = ("depth", "width", "init", "method", "lr", "noise", "n_save", "t_max")
 """Settings that change results: resuming a sweep with different values is refused."""
-
-
-def default_init_scale(depth: int) -> float:
-    """u0 when none is given: 1e-12 for depth <= 2 (the small-initialization limit of the
-    two-layer theory), else 0.1 (the paper's deep-network runs; docs/theory.md §3)."""
-    return 1e-12 if depth <= 2 else 0.1
 
 
 def display(param: str, names: Mapping[str, str] | None) -> str:

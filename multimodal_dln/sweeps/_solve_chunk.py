@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._gradient_descent import gradient_descent
+from .._gradient_descent import gradient_descent, pow2_steps
 from .._gradient_flow import gradient_flow
 from .._measurements import measure
 from .._reduced_dynamics import reduced_flow
@@ -60,8 +60,7 @@ def _horizons(stats, u0, depth: int):
 
 def gd_budget(horizon: float, lr: float) -> int:
     """A member's GD step budget: horizon / lr rounded up to a power of two (<= 2^20)."""
-    need = max(1.0, float(horizon) / float(lr))
-    return int(2 ** min(20, math.ceil(math.log2(need))))
+    return pow2_steps(float(horizon) / float(lr))
 
 
 def _run(structure, members, user, n_steps, shard):
