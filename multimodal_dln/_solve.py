@@ -158,20 +158,14 @@ def _checks_as_nan():
 
 def _diffeqsolve(field, solver, t0, t1, dt0, y0, args, saveat, rtol, atol, event, max_steps):
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(field),
-        solver,
-        t0=t0,
-        t1=t1,
-        dt0=dt0,
-        y0=y0,
-        args=args,
+        diffrax.ODETerm(field), solver, t0, t1, dt0, y0, args,
         saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         event=event,
         max_steps=max_steps,
         throw=False,
         adjoint=diffrax.ForwardMode(),
-    )
+    )  # fmt: skip
 
 
 def integrate_with(cfg, field: Callable, y0, t0, t1, ts, summary: Callable, *, atol, event=None):

@@ -121,15 +121,9 @@ def simulate_point(
     lf = depth if fusion_layer is None else fusion_layer
     u0 = default_init_scale(depth) if init_scale is None else init_scale
     s = validate_settings(
-        depth=depth,
-        width=width,
-        init=init,
-        method=method,
-        lr=lr,
-        noise=noise,
-        t_max=t_max,
+        depth=depth, width=width, init=init, method=method, lr=lr, noise=noise, t_max=t_max,
         names=names,
-    )
+    )  # fmt: skip
     grid = validate_grid(
         {"fusion_layer": [lf], "rho": [rho], "ratio": [ratio], "init_scale": [u0]}, depth, names
     )
@@ -137,7 +131,7 @@ def simulate_point(
     t0 = time.perf_counter()
     sweep = sweeps.product(
         **point,
-        **{k: s[k] for k in ("depth", "width", "init", "method", "lr", "noise", "t_max")},
+        **s,  # the normalized settings: depth, width, init, method, lr, noise, t_max
         seed=range(seeds),
     )
     rows = sweeps.run(sweep, progress=False).to_dict("records")

@@ -134,7 +134,9 @@ class _Loop:
             perf = _g.sample_performance(pred, ev.y, cfg.metric)
             eg = jnp.asarray(jnp.nan, self.dtype)
             w_pred = (sum(_g.head_weights(net)) / _g.n_heads(net)) if self.linear else None
-        return dict(w=w_pred, loss=lval, eg=eg, perf=perf, d_util=du, d_speed=d, M=M, mode=mode)
+        return dict(
+            weights=w_pred, loss=lval, gen_error=eg, perf=perf, d_util=du, d_speed=d, M=M, mode=mode
+        )
 
     def _batch(self, p, t, rm, k_batch):
         """(minibatch, replacement of the cross-modal inputs, running means) of step t."""
@@ -208,7 +210,7 @@ class _Loop:
         start, stop = bounds
         carry = jax.lax.fori_loop(start, stop, lambda _, c: self.step(c), carry)
         out = self.summary(carry["p"], carry["M"], carry["d"], carry["mode"])
-        out["step"] = carry["t"]
+        out["steps"] = carry["t"]
         return carry, out
 
     def carry0(self, params, key):
@@ -237,20 +239,12 @@ def _train_one(
     loop = _Loop(params, static, objective, eval_data, lr, (alpha, Q, warmup), cfg)
     carry0 = loop.carry0(params, key)
     first = loop.summary(params, carry0["M"], carry0["d"], carry0["mode"])
-    first["step"] = carry0["t"]
+    first["steps"] = carry0["t"]
     carry, outs = jax.lax.scan(loop.block, carry0, (save_steps[:-1], save_steps[1:]))
     saved = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, outs)
     return GreedyRun(
-        steps=saved["step"],
+        **saved,  # the summary's keys are GreedyRun's field names
         lr=jnp.asarray(lr, loop.dtype),
-        weights=saved["w"],
-        loss=saved["loss"],
-        gen_error=saved["eg"],
-        perf=saved["perf"],
-        d_util=saved["d_util"],
-        d_speed=saved["d_speed"],
-        M=saved["M"],
-        mode=saved["mode"],
         t_A_step=carry["t_A"],
         t_B_step=carry["t_B"],
         mode_counts=carry["mode_counts"],
