@@ -19,8 +19,8 @@ import jax.flatten_util
 import numpy as np
 
 import multimodal_dln as mdln
+from multimodal_dln import sweeps
 from multimodal_dln._io import jsonable as jsonable  # noqa: F401  (C.jsonable)
-from multimodal_dln.experiments import _batch
 
 # ------------------------------------------------------------------------------------------------
 # Environment
@@ -341,19 +341,19 @@ def toy_batch(
     rho, ratio, seed, init_scale, *, depth: int, fusion_layer: int, width: int, init: str
 ):
     """A batch of toy problems and networks: one member per entry of the (equal-length) arrays,
-    from the experiments' batch builder (`multimodal_dln.experiments._batch.toy_batch`: a
-    member's network is drawn from `fold_in(key(seed), 0)`, its statistics are
-    `Statistics.toy(rho, ratio)`). Returns `(nets, stats)`."""
-    return _batch.toy_batch(
-        np.asarray(seed),
-        np.asarray(rho, dtype=float),
-        np.asarray(ratio, dtype=float),
-        np.asarray(init_scale, dtype=float),
-        depth=depth,
-        fusion_layer=fusion_layer,
-        width=width,
-        init=init,
-    )
+    from the sweep engine's builder (`multimodal_dln.sweeps.inputs`: a member's network is drawn
+    from `fold_in(key(seed), 0)`, its statistics are `Statistics.toy(rho, ratio)`). Members must
+    differ in (rho, ratio, seed, init_scale). Returns `(nets, stats)`."""
+    sweep = sweeps.zipped(
+        rho=np.asarray(rho, dtype=float),
+        ratio=np.asarray(ratio, dtype=float),
+        seed=np.asarray(seed),
+        init_scale=np.asarray(init_scale, dtype=float),
+    ) * sweeps.product(depth=depth, fusion_layer=fusion_layer, width=width, init=init)
+    [g] = sweeps.inputs(sweep)
+    if len(g.members) != len(sweep):
+        raise ValueError("toy_batch: members repeat; give each a distinct (rho, ratio, seed, u0).")
+    return g.nets, g.stats
 
 
 def n_params(nets) -> int:

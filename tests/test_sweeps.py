@@ -218,3 +218,24 @@ def test_supplied_statistics_equal_the_toy_members(toy_frame):
     user = user.sort_values("data_index").reset_index(drop=True)
     np.testing.assert_allclose(user["time_ratio"], toy["time_ratio"], rtol=1e-9)
     np.testing.assert_allclose(user["theory_time_ratio"], toy["theory_time_ratio"], rtol=1e-12)
+
+
+def test_inputs_are_the_members_run_solves(toy_frame):
+    """`sweeps.inputs`: one group per structure in sweep order (networks None for the reduced
+    dynamics); integrating a group's inputs gives the `run` rows of its members (to round-off);
+    `zipped(statistics=..., seed=...)` pairs entry i with seed i."""
+    sweep, df = toy_frame
+    groups = sweeps.inputs(sweep + sweeps.product(method="reduced", rho=0.5))
+    assert [len(g.members) for g in groups] == [8, 1] and groups[1].nets is None
+    g = groups[0]
+    assert g.members == sweep.members() and list(g.index) == list(range(8))
+    assert g.structure["width"] == 100 and g.stats.sigma_xx.shape == (8, 2, 2)
+    m = mdln.measure(mdln.gradient_flow(g.nets, g.objective), g.stats)
+    row = df.set_index(["rho", "ratio", "seed"])
+    want = [row.loc[(x["rho"], x["ratio"], x["seed"]), "time_ratio"] for x in g.members]
+    np.testing.assert_allclose(np.asarray(m.time_ratio), want, rtol=1e-9)
+    stats = jax.vmap(mdln.Statistics.toy)(np.array([0.0, 0.5]), np.array([2.0, 3.0]))
+    z = sweeps.zipped(statistics=stats, seed=[5, 7])
+    assert [(x["data_index"], x["seed"]) for x in z.members()] == [(0, 5), (1, 7)]
+    with pytest.raises(ValueError, match="equal lengths; got statistics: 2, seed: 3"):
+        sweeps.zipped(statistics=stats, seed=[1, 2, 3])

@@ -12,10 +12,11 @@ It imports the library (`multimodal_dln`) and is never imported by it. Modules:
   run (trajectory);
 - `zhang2024/` and `wu2022/`: the papers' figure families, each with a registry.
 
-Shared infrastructure (private modules, documented in their docstrings; JSON / CSV I/O is
-the core's `multimodal_dln._io`):
+Batches of members (toy statistics, random covariances, supplied data, networks) come from
+the library's sweep engine (`multimodal_dln.sweeps`: `run`, or `inputs` for entries that
+integrate themselves; docs/sweeps.md), the one batch builder with one seed policy. Shared
+infrastructure (private modules, documented in their docstrings; JSON / CSV I/O is the core's
+`multimodal_dln._io`):
 
-- `_batch`: the one batch builder (toy statistics, networks per member) with one seed policy,
-  and padding to a fixed batch size;
 - `_plotting`: figures without global matplotlib state, the colour table, `savefig`.
 """

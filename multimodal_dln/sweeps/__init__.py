@@ -18,10 +18,13 @@
   reason, solver statistics and theory columns. With `out`, a store that never loses or mixes
   data (`Store`: one writer, no symlinks followed, nothing replaced without a flag).
 - `load(out)`: the results table of a sweep folder.
+- `inputs(sweep)`: the built inputs without solving (per static structure: the members, the
+  objective, the statistics and the networks), for callers that integrate themselves.
 """
 
 from ._axes import AXES as AXES, AXIS_NAMES as AXIS_NAMES, Axis as Axis
 from ._frame import COLUMNS as COLUMNS, load as load
+from ._inputs import Inputs as Inputs, inputs as inputs
 from ._run import run as run
 from ._solve_chunk import PHASE_COLUMNS as PHASE_COLUMNS
 from ._spec import Sweep as Sweep, product as product, zipped as zipped
@@ -33,9 +36,11 @@ __all__ = [
     "COLUMNS",
     "PHASE_COLUMNS",
     "Axis",
+    "Inputs",
     "Store",
     "Sweep",
     "SweepError",
+    "inputs",
     "load",
     "product",
     "run",

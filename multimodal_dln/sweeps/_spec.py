@@ -4,6 +4,7 @@
     sweep = product(data="random", d_A=10, d_B=10, draw=range(32)) * product(fusion_layer=[1, 2])
     sweep = product(method=["flow", "gd"]) * zipped(ratio=[2, 3], init_scale=[1e-6, 1e-8])
     sweep = product(statistics=my_batch, depth=2)      # a user-supplied batch of Statistics
+    sweep = zipped(dataset=my_data, seed=range(8))     # one seed per entry of a supplied batch
 
 `a * b` is the cartesian product of two sweeps (their axes must differ), `a + b` their
 concatenation. `Sweep.members()` resolves every member (`_axes.resolve`: defaults, axes that do
@@ -151,11 +152,20 @@ def product(**axes: Any) -> Sweep:
 
 def zipped(**axes: Any) -> Sweep:
     """Axes that vary together: the i-th member takes the i-th value of every axis (all of the
-    same length)."""
+    same length). A supplied ``statistics=`` / ``dataset=`` batch is zipped too: member i
+    trains on its entry i (e.g. ``zipped(dataset=data, seed=range(n))``: one seed per entry)."""
+    which = "statistics" if "statistics" in axes else "dataset"
+    batch, user = _user_batch(axes)
     names = list(axes)
     vals = [_values(n, axes[n]) for n in names]
     lengths = {n: len(v) for n, v in zip(names, vals, strict=True)}
+    if batch is not None:
+        lengths = {which: len(user), **lengths}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
         raise ValueError(f"zipped axes must have equal lengths; got {shown}.")
-    return Sweep([dict(zip(names, combo, strict=True)) for combo in zip(*vals, strict=True)])
+    combos = list(zip(*vals, strict=True)) if vals else [()] * (len(user) if batch else 0)
+    if batch is None:
+        return Sweep([dict(zip(names, combo, strict=True)) for combo in combos])
+    given = [{**u, **dict(zip(names, c, strict=True))} for u, c in zip(user, combos, strict=True)]
+    return Sweep(given, batch)

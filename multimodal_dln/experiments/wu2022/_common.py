@@ -7,7 +7,8 @@
 - `members(rhos, Qs, alpha)`: one member per (rho, algorithm); vanilla is the balanced loop with
   alpha = inf (it never triggers), so every member shares one compiled function.
 - `paired_batch(rows, ratio, seed, ...)`: toy statistics per member and the same initial
-  network for every member (one seed: paired comparisons), from the one batch builder.
+  network for every member (one seed: paired comparisons), built by the sweep engine
+  (`multimodal_dln.sweeps.inputs`).
 - `run_row(run, i, lr)`: member i of a `GreedyRun` as a table row (times in steps and in
   gradient-flow units t = steps x lr).
 """
@@ -17,11 +18,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ... import sweeps
 from ..._constants import AUTHORS_LR
-from .._batch import init_networks, network_keys, toy_statistics
 
 __all__ = [
     "ToySetting",
@@ -85,18 +88,16 @@ def members(rhos, Qs, alpha) -> list[dict]:
 
 def paired_batch(rows, ratio, seed, *, depth, fusion_layer, width, init_scale, init):
     """``(stats, nets, alpha, Q)``: toy statistics per member, the same network for every member
-    (every member draws from `seed`: paired comparisons), and the balancing parameters."""
-    n = len(rows)
-    stats = toy_statistics([r["rho"] for r in rows], ratio)
-    nets = init_networks(
-        network_keys(np.full(n, seed)),
-        stats,
-        init_scale,
-        depth=depth,
-        fusion_layer=fusion_layer,
-        width=width,
-        init=init,
-    )
+    (every member has seed `seed`: paired comparisons), and the balancing parameters. Built by
+    the sweep engine once per distinct rho (`sweeps.inputs`), then gathered per row."""
+    rhos = sorted({r["rho"] for r in rows})
+    sweep = sweeps.product(rho=rhos) * sweeps.product(
+        ratio=ratio, depth=depth, fusion_layer=fusion_layer, width=width,
+        init_scale=init_scale, init=init, seed=seed,
+    )  # fmt: skip
+    [g] = sweeps.inputs(sweep)
+    idx = np.asarray([rhos.index(r["rho"]) for r in rows])
+    stats, nets = jax.tree.map(lambda a: a[idx] if eqx.is_array(a) else a, (g.stats, g.nets))
     alpha = jnp.asarray([math.inf if r["alpha"] is None else r["alpha"] for r in rows])
     Q = jnp.asarray([r["Q"] or 1 for r in rows])
     return stats, nets, alpha, Q

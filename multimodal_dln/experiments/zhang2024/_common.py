@@ -4,11 +4,14 @@
 - `CACHE`: simulations shared between entries (the toy sweep of the time-ratio and
   misattribution entries, the deep campaign of the four deep entries), keyed by settings, per
   process.
-- `networks(...)`: one network per member from the one batch builder (`experiments._batch`);
-  the reproductions draw member i from ``fold_in(key(seed_i), i)`` (stream = member index), so
-  members sharing a seed (different statistics) get independent networks.
-- `flow` / `reduced`: padded batched gradient flow (or the exact reduced dynamics) plus
-  `measure`, trimmed back to the real members and returned as NumPy arrays.
+- The sweep engine (`multimodal_dln.sweeps`, docs/sweeps.md) is the one batch builder and seed
+  policy: entries that need only per-member measurements declare a `Sweep` and call
+  `sweeps.run`, read back in the declared order by `measured`; entries that need trajectories
+  build their inputs with `built` (`sweeps.inputs`) and integrate with `flow` / `reduced`.
+  Independent draws come from distinct ``seed`` values (e.g. the member index), never from
+  the member's position in a batch.
+- `flow` / `reduced`: batched gradient flow (or the exact reduced dynamics, docs/theory.md §3)
+  plus `measure`, returned as NumPy arrays.
 - `rel_stats`: the agreement summary (median / max / p90 of |sim / ref - 1|) every entry writes.
 - `entrywise_effective_scale`, `toy_settings`, `toy_runs`: the two-layer toy setting.
 
@@ -22,22 +25,25 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
-from ... import Statistics, gradient_flow, measure, reduced_flow
+from ... import gradient_flow, measure, reduced_flow, sweeps
 from ..._constants import AUTHORS_LR
-from .._batch import bucket, init_networks, network_keys, pad, toy_statistics
 
 __all__ = [
     "AUTHORS_LR",
     "CACHE",
     "Context",
+    "built",
+    "concat",
     "entrywise_effective_scale",
     "flow",
+    "measured",
     "measurements",
-    "networks",
     "reduced",
     "rel_stats",
     "toy_runs",
@@ -87,23 +93,31 @@ def rel_stats(sim, ref, mask=None) -> dict:
     }
 
 
-def networks(
-    stats: Statistics, *, depth, fusion_layer, width, init, u0, seeds, activation="linear"
-):
-    """One network per member of `stats`: key ``fold_in(key(seed_i), i)`` (independent of
-    padding; `seeds` broadcasts to the members)."""
-    n = stats.sigma_xx.shape[0]
-    seeds = np.broadcast_to(np.asarray(seeds), (n,))
-    return init_networks(
-        network_keys(seeds, np.arange(n)),
-        stats,
-        u0,
-        depth=depth,
-        fusion_layer=fusion_layer,
-        width=width,
-        init=init,
-        activation=activation,
-    )
+def built(sweep: sweeps.Sweep) -> sweeps.Inputs:
+    """The inputs of a sweep of one static structure (`sweeps.inputs`), every member kept (the
+    caller gives each member its own seed, so none repeats)."""
+    groups = sweeps.inputs(sweep)
+    if len(groups) != 1 or len(groups[0].members) != len(sweep):
+        raise ValueError(f"expected one structure and no repeated members; got {sweep!r}.")
+    return groups[0]
+
+
+def concat(trees):
+    """Batches joined along the leading axis (non-array leaves from the first tree)."""
+    return jax.tree.map(lambda *a: jnp.concatenate(a) if eqx.is_array(a[0]) else a[0], *trees)
+
+
+_RUN_COLUMNS = ("t_A", "t_B", "time_ratio", "misattribution", "plateau_loss", "final_loss",
+                "success", "theory_time_ratio")  # fmt: skip
+
+
+def measured(sweep: sweeps.Sweep, df) -> dict:
+    """The results table `df` of `sweeps.run(sweep)` as NumPy arrays in the declared order of
+    `sweep` (one entry per declared member, repeats included)."""
+    key = lambda m: tuple(None if pd.isna(m[n]) else m[n] for n in sweeps.AXIS_NAMES)  # noqa: E731
+    where = {key(r): i for i, r in enumerate(df.to_dict("records"))}
+    rows = [where[key(sweeps.Sweep([g], sweep.objective).members()[0])] for g in sweep.given]
+    return {c: df[c].to_numpy()[rows] for c in _RUN_COLUMNS}
 
 
 def measurements(m) -> dict:
@@ -111,37 +125,28 @@ def measurements(m) -> dict:
     return {k: np.asarray(getattr(m, k)) for k in _MEASURED}
 
 
-def _t_max(t_max, n, size):
-    return None if t_max is None else pad(jnp.broadcast_to(jnp.asarray(t_max, float), (n,)), size)
-
-
-def flow(nets, stats_or_data, *, n, size, n_save, t_max=None, converge_rtol=1e-6, stats=None):
-    """Padded batched gradient flow + measurements, trimmed back to the n real members.
-    `stats` (the sample statistics of a `Dataset`) are what `measure` uses when given."""
-    nets_p, obj_p = pad(nets, size), pad(stats_or_data, size)
+def flow(nets, stats_or_data, *, n_save, t_max=None, converge_rtol=1e-6, stats=None):
+    """Batched gradient flow + measurements. `stats` (the sample statistics of a `Dataset`)
+    are what `measure` uses when given."""
+    t_max = None if t_max is None else jnp.asarray(t_max, float)
     traj = gradient_flow(
-        nets_p, obj_p, n_save=n_save, t_max=_t_max(t_max, n, size), converge_rtol=converge_rtol
+        nets, stats_or_data, n_save=n_save, t_max=t_max, converge_rtol=converge_rtol
     )
-    s = pad(stats, size) if stats is not None else obj_p
-    m = measure(traj, s)
-    return traj[:n], measurements(jax.tree.map(lambda a: a[:n], m))
+    return traj, measurements(measure(traj, stats_or_data if stats is None else stats))
 
 
-def reduced(stats, *, depth, fusion_layer, u0, n, size, n_save, direction="solution", t_max=None):
-    """The exact reduced dynamics (docs/theory.md §3) of n members, padded to `size`."""
-    s_p = pad(stats, size)
-    u_p = pad(jnp.broadcast_to(jnp.asarray(u0, float), (n,)), size)
+def reduced(stats, *, depth, fusion_layer, u0, n_save, direction="solution"):
+    """The exact reduced dynamics (docs/theory.md §3) of a batch of statistics."""
+    n = stats.sigma_xx.shape[0]
     traj = reduced_flow(
-        s_p,
+        stats,
         depth=depth,
         fusion_layer=fusion_layer,
-        init_scale=u_p,
+        init_scale=jnp.broadcast_to(jnp.asarray(u0, float), (n,)),
         direction=direction,
         n_save=n_save,
-        t_max=_t_max(t_max, n, size),
     )
-    m = measure(traj, s_p)
-    return traj[:n], measurements(jax.tree.map(lambda a: a[:n], m))
+    return traj, measurements(measure(traj, stats))
 
 
 def entrywise_effective_scale(init: float, width: int) -> float:
@@ -159,29 +164,32 @@ def toy_settings(quick: bool) -> dict:
         "width": 16 if quick else 100,
         "init": "entrywise",
         "init_scale": 1e-9,
-        "batch": 128 if quick else 256,
         "n_save": 1024,
     }
 
 
 def toy_runs(ctx, rho, ratio, seeds, *, u0=None, init=None, w=(1.0, 1.0), fusion_layer=2):
-    """Two-layer toy runs (late fusion by default) in the shared padded batch; returns
-    ``(stats, traj, measurements)``."""
+    """Two-layer toy runs (late fusion by default), member i with network seed `seeds[i]`,
+    built by the sweep engine; returns ``(stats, traj, measurements)``."""
     cfg = toy_settings(ctx.quick)
+    n = len(rho)
     u0 = cfg["init_scale"] if u0 is None else u0
-    init = cfg["init"] if init is None else init
-    if w == (1.0, 1.0):
-        stats = toy_statistics(rho, ratio)
-    else:
-        stats = Statistics.toy(
-            jnp.asarray(rho, float), jnp.asarray(ratio, float), w_A=w[0], w_B=w[1]
+    g = built(
+        sweeps.zipped(
+            rho=rho,
+            ratio=ratio,
+            seed=seeds,
+            init_scale=np.broadcast_to(np.asarray(u0, float), (n,)),
+            w_A=[w[0]] * n,
+            w_B=[w[1]] * n,
         )
-    n = stats.sigma_xx.shape[0]
-    nets = networks(
-        stats, depth=2, fusion_layer=fusion_layer, width=cfg["width"], init=init, u0=u0, seeds=seeds
+        * sweeps.product(
+            depth=2,
+            fusion_layer=fusion_layer,
+            width=cfg["width"],
+            init=cfg["init"] if init is None else init,
+            n_save=cfg["n_save"],
+        )
     )
-    size = cfg["batch"] if n <= cfg["batch"] else bucket(n)
-    if fusion_layer == 1:
-        size = 8 if n <= 8 else bucket(n)
-    traj, m = flow(nets, stats, n=n, size=size, n_save=cfg["n_save"])
-    return stats, traj, m
+    traj, m = flow(g.nets, g.objective, n_save=cfg["n_save"])
+    return g.stats, traj, m

@@ -5,7 +5,8 @@ Two-layer late fusion, toy data, u0 from 1e-2 down to 1e-30 (float64): per (rho,
 full network from the balanced aligned init (squares; equal to the reduced dynamics), from the
 authors' deep `random` scheme (per-layer norm u0, width 16, circles), the exact reduced dynamics
 (line) and the first-order formula `phase_times_two_layer(order=1)` (dashed), as
-|ratio / leading order - 1| against ln(1/u0): the error decays like c / ln(1/u0).
+|ratio / leading order - 1| against ln(1/u0): the error decays like c / ln(1/u0). All three
+simulations are one `sweeps.run` (grid point i: aligned seed i, random seed n + i).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import theory
-from .._batch import bucket
+from ... import Statistics, sweeps, theory
 from .._plotting import new_figure, set1
-from ._common import reduced, rel_stats, toy_runs
+from ._common import measured, rel_stats, toy_settings
 
 __all__ = ["plot_init_convergence", "simulate_init_convergence", "summarize_init_convergence"]
 
@@ -33,17 +33,24 @@ def _scales(quick: bool) -> list[float]:
 
 
 def simulate_init_convergence(ctx) -> dict:
-    """Aligned and random networks, the reduced dynamics and the first-order formula on the
-    (rho, ratio, u0) grid."""
+    """Aligned and random networks, the reduced dynamics (one `sweeps.run`) and the first-order
+    formula on the (rho, ratio, u0) grid."""
     us = _scales(ctx.quick)
     grid = [(rho, r, u) for rho, r in _PAIRS for u in us]
     rho, ratio, u0 = (np.array([g[j] for g in grid]) for j in range(3))
     n = len(grid)
-    stats, _, m_al = toy_runs(ctx, rho, ratio, np.zeros(n, int), u0=u0, init="aligned")
-    _, _, m_rn = toy_runs(ctx, rho, ratio, np.ones(n, int), u0=u0, init="random")
-    _, m_red = reduced(
-        stats, depth=2, fusion_layer=2, u0=u0, n=n, size=bucket(n, (32, 128)), n_save=1024
-    )
+    cfg = toy_settings(ctx.quick)
+    point = dict(rho=rho, ratio=ratio, init_scale=u0)
+    net = sweeps.product(depth=2, fusion_layer=2, width=cfg["width"], n_save=cfg["n_save"])
+    al, rn = sweeps.product(init="aligned"), sweeps.product(init="random")
+    parts = {
+        "aligned": sweeps.zipped(**point, seed=np.arange(n)) * al * net,
+        "random": sweeps.zipped(**point, seed=n + np.arange(n)) * rn * net,
+        "reduced": sweeps.zipped(**point) * sweeps.product(method="reduced", n_save=cfg["n_save"]),
+    }
+    df = sweeps.run(parts["aligned"] + parts["random"] + parts["reduced"], progress=False)
+    m_al, m_rn, m_red = (measured(parts[k], df) for k in ("aligned", "random", "reduced"))
+    stats = jax.vmap(Statistics.toy)(rho, ratio)
     tA1, tB1 = jax.vmap(lambda s, u: theory.phase_times_two_layer(s, u, order=1))(
         stats, jnp.asarray(u0)
     )

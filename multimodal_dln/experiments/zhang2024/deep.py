@@ -1,24 +1,24 @@
 """Deep fusion, L = 4 (F6a-d; docs/theory.md §3): loss curves and the time ratio against rho,
 the variance ratio and the initialization, for every fusion layer L_f = 1..4.
 
-One campaign (`simulate_deep`, cached per process) serves the four entries: per L_f, one batched
-gradient-flow solve of the aligned-init networks (the theory's balanced rank-one start) and the
-random-init networks (the authors' deep Gaussian scheme, several seeds), and one batched solve
-of the exact reduced dynamics; the integral formula and its phase times per member.
+One campaign (`simulate_deep`, cached per process) serves the four entries; deep-loss needs its
+loss curves, so the campaign builds its inputs with the sweep engine (`sweeps.inputs`) and
+integrates them here: per L_f, one batched gradient-flow solve of the aligned-init networks (the
+theory's balanced rank-one start; member i has seed i) and the random-init networks (the
+authors' deep Gaussian scheme, several seeds: member i's seed j is i k + j), and one batched
+solve of the exact reduced dynamics; the integral formula and its phase times per member.
 """
 
 from __future__ import annotations
 
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import theory
-from .._batch import bucket, concat, toy_statistics
+from ... import sweeps, theory
 from .._plotting import new_figure, set1
-from ._common import AUTHORS_LR, CACHE, flow, networks, reduced, rel_stats
+from ._common import AUTHORS_LR, CACHE, built, concat, flow, reduced, rel_stats
 
 __all__ = [
     "deep_settings",
@@ -43,7 +43,6 @@ def deep_settings(quick: bool) -> dict:
             "width": 16,
             "depth": 4,
             "init_scale": 0.1,
-            "batch": 32,
             "n_save": 1024,
         }
     return {
@@ -54,7 +53,6 @@ def deep_settings(quick: bool) -> dict:
         "width": 100,
         "depth": 4,
         "init_scale": 0.1,
-        "batch": 128,
         "n_save": 1024,
     }
 
@@ -69,23 +67,28 @@ def _members(s) -> list[tuple]:
     )
 
 
-def _one_fusion_layer(ctx, s, stats, u0, Lf) -> dict:
+def _one_fusion_layer(ctx, s, rho, ratio, u0, Lf) -> dict:
     """Aligned + random networks in one solve, the reduced dynamics, the formula (one L_f)."""
     t0 = time.time()
     L, M, k = s["depth"], len(u0), s["seeds"]
-    common = dict(depth=L, fusion_layer=Lf, width=s["width"])
-    al = networks(stats, init="aligned", u0=u0, seeds=0, **common)
-    rnd_stats = jax.tree.map(lambda a: jnp.repeat(a, k, axis=0), stats)
-    rnd_seed = np.tile(np.arange(k), M)
-    rnd = networks(rnd_stats, init="random", u0=np.repeat(u0, k), seeds=rnd_seed, **common)
+    net = sweeps.product(depth=L, fusion_layer=Lf, width=s["width"], n_save=s["n_save"])
+    rep = lambda a: np.repeat(a, k)  # noqa: E731
+    al = built(
+        sweeps.zipped(rho=rho, ratio=ratio, init_scale=u0, seed=np.arange(M))
+        * sweeps.product(init="aligned")
+        * net
+    )
+    rnd = built(
+        sweeps.zipped(rho=rep(rho), ratio=rep(ratio), init_scale=rep(u0), seed=np.arange(M * k))
+        * sweeps.product(init="random")
+        * net
+    )
     n = M * (1 + k)
-    size = s["batch"] if n <= s["batch"] else bucket(n)
     traj, m = flow(
-        concat([al, rnd]), concat([stats, rnd_stats]), n=n, size=size, n_save=s["n_save"]
+        concat([al.nets, rnd.nets]), concat([al.objective, rnd.objective]), n_save=s["n_save"]
     )
-    rtraj, rm = reduced(
-        stats, depth=L, fusion_layer=Lf, u0=u0, n=M, size=bucket(M, (32, 128)), n_save=s["n_save"]
-    )
+    stats = al.stats
+    rtraj, rm = reduced(stats, depth=L, fusion_layer=Lf, u0=u0, n_save=s["n_save"])
     tA_f, tB_f = (np.asarray(a) for a in theory.phase_times_deep(stats, L, Lf, jnp.asarray(u0)))
     ctx.log(f"  L_f = {Lf}: {n} networks + {M} reduced solves in {time.time() - t0:.1f} s")
     return {
@@ -96,7 +99,6 @@ def _one_fusion_layer(ctx, s, stats, u0, Lf) -> dict:
         "t_A_formula": tA_f,
         "t_B_formula": tB_f,
         "loss_curves": {"ts": np.asarray(traj.ts), "loss": np.asarray(traj.loss)},
-        "reduced_loss": {"ts": np.asarray(rtraj.ts), "loss": np.asarray(rtraj.loss)},
     }
 
 
@@ -108,10 +110,9 @@ def simulate_deep(ctx) -> dict:
     s = deep_settings(ctx.quick)
     members = _members(s)
     rho, ratio, u0 = (np.array([m[j] for m in members]) for j in (1, 2, 3))
-    stats = toy_statistics(rho, ratio)
     res = {"settings": s, "members": members, "per_Lf": {}}
     for Lf in range(1, s["depth"] + 1):
-        res["per_Lf"][Lf] = _one_fusion_layer(ctx, s, stats, u0, Lf)
+        res["per_Lf"][Lf] = _one_fusion_layer(ctx, s, rho, ratio, u0, Lf)
     res["rho"], res["ratio"], res["u0"] = rho, ratio, u0
     CACHE[key] = res
     return res

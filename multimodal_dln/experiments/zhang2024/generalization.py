@@ -6,7 +6,8 @@ Loss (black) and E_g (red) against epoch for two-layer early and late fusion at 
 (early: the min-norm interpolant, exact; late: the exact reduced dynamics from a balanced start
 along the drives at the same init, no closed form); dotted: E_g at the sample's unimodal point
 M_A. Data drawn with key 202310 (the authors' NumPy seed cannot be reproduced in JAX, so the
-numbers differ from theirs).
+numbers differ from theirs). The networks are built by the sweep engine (`sweeps.inputs`; the
+P = 70 and P = 700 runs have network seeds 0 and 1).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import Statistics, generalization_error_curve, gradient_flow, sample, theory
-from .._batch import concat
+from ... import Statistics, generalization_error_curve, gradient_flow, sample, sweeps, theory
 from .._plotting import COLORS, new_figure
-from ._common import AUTHORS_LR, entrywise_effective_scale, networks
+from ._common import AUTHORS_LR, built, concat, entrywise_effective_scale
 
 __all__ = [
     "plot_generalization",
@@ -50,10 +50,13 @@ def simulate_generalization(ctx) -> dict:
     stats = concat([jax.tree.map(lambda a: a[None], e) for e in emp])
     out = {"width": width}
     for Lf, name in _FUSIONS:
-        nets = networks(
-            stats, depth=2, fusion_layer=Lf, width=width, init="entrywise", u0=1e-9, seeds=[0, 1]
+        g = built(
+            sweeps.zipped(statistics=stats, seed=[0, 1])
+            * sweeps.product(
+                depth=2, fusion_layer=Lf, width=width, init="entrywise", init_scale=1e-9
+            )
         )
-        traj = gradient_flow(nets, stats, t_max=jnp.full(2, 20_000.0), n_save=1024)
+        traj = gradient_flow(g.nets, g.objective, t_max=jnp.full(2, 20_000.0), n_save=1024)
         out[name] = {
             "ts": np.asarray(traj.ts),
             "loss": np.asarray(traj.loss),

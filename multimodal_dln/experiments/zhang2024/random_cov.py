@@ -1,7 +1,8 @@
 """Random inverse-Wishart covariances (F4e): theory vs simulation of t_B / t_A for D = 20,
 d_A = d_B = 10, two-layer late fusion, gradient flow (docs/theory.md §2).
 
-Two simulations per member: the authors' entrywise init 1e-9 (full: width 100, quick: 8; the
+Two simulations per member, one `sweeps.run` (the statistics supplied as a batch, member i with
+network seed i): the authors' entrywise init 1e-9 (full: width 100, quick: 8; the
 authors used 50 data sets, we use 200; quick: 12), and a balanced aligned init at u0 = 1e-100,
 which shows the convergence to the leading-order formula as u0 -> 0 (its error decays like
 ~3 / ln(1/u0), docs/reproduction.md). The finite-u0 prediction of the exact reduced dynamics
@@ -17,10 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import Statistics, theory
-from .._batch import bucket, concat
+from ... import Statistics, sweeps, theory
 from .._plotting import new_figure
-from ._common import entrywise_effective_scale, flow, networks, reduced, rel_stats
+from ._common import entrywise_effective_scale, measured, reduced, rel_stats
 
 __all__ = [
     "plot_random_cov",
@@ -53,36 +53,31 @@ def _cos(a, b):
 
 
 def simulate_random_cov(ctx) -> dict:
-    """Both initializations in one batched solve (one structure: one compilation), the reduced
-    dynamics (full mode) and the members' geometry."""
+    """Both initializations in one `sweeps.run`, the reduced dynamics (full mode) and the
+    members' geometry."""
     n = 12 if ctx.quick else 200
     width = 8 if ctx.quick else 100
     stats, pred = random_covariances(n)
     n = len(pred)
     ctx.log(f"  {n} random statistics; entrywise init 1e-9 (width {width}) and aligned 1e-100")
-    seeds = np.arange(n)
-    common = dict(depth=2, fusion_layer=2, width=width, seeds=seeds)
-    ent = networks(stats, init="entrywise", u0=1e-9, **common)
-    ali = networks(stats, init="aligned", u0=1e-100, **common)
-    _, m_both = flow(
-        concat([ent, ali]), concat([stats, stats]), n=2 * n, size=bucket(2 * n), n_save=512
-    )
+    per = sweeps.zipped(statistics=stats, seed=range(n))
+    net = sweeps.product(depth=2, fusion_layer=2, width=width, n_save=512)
+    ent = per * sweeps.product(init="entrywise", init_scale=1e-9) * net
+    ali = per * sweeps.product(init="aligned", init_scale=1e-100) * net
+    df = sweeps.run(ent + ali, progress=False)
     if ctx.quick:
         m_red = {"time_ratio": np.full(n, np.nan), "success": np.zeros(n, bool)}
     else:
         u_eff = entrywise_effective_scale(1e-9, width)
-        size = bucket(n)
-        _, m_red = reduced(
-            stats, depth=2, fusion_layer=2, u0=u_eff, n=n, size=size, n_save=512, direction="drive"
-        )
+        _, m_red = reduced(stats, depth=2, fusion_layer=2, u0=u_eff, n_save=512, direction="drive")
     d = theory.drives(stats)
     w_uni = stats.unimodal_weights("A")
     g = stats.sigma_yxB - w_uni @ stats.sigma_AB
     return {
         "width": width,
         "pred": pred,
-        "paper": {k: v[:n] for k, v in m_both.items()},
-        "small": {k: v[n:] for k, v in m_both.items()},
+        "paper": measured(ent, df),
+        "small": measured(ali, df),
         "reduced": m_red,
         "cos_A": _cos(stats.sigma_yxA, w_uni),
         "cos_B": _cos(stats.sigma_yxB, g),

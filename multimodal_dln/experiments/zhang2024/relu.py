@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import Dataset, FusionDLN, gradient_descent
-from .._batch import concat, network_keys
+from ... import Dataset, gradient_descent, sweeps
 from .._plotting import COLORS, new_figure
-from ._common import AUTHORS_LR
+from ._common import AUTHORS_LR, built, concat
 
 __all__ = [
     "plot_digits",
@@ -84,7 +83,8 @@ def _final_weights(fin, i, Lf):
 
 
 def simulate_xor(ctx) -> dict:
-    """sigma_A in {1, 2, 3} x seeds, early (L_f = 1) and late (L_f = 2) fusion."""
+    """sigma_A in {1, 2, 3} x seeds, early (L_f = 1) and late (L_f = 2) fusion; member i's
+    network (sweep engine, `sweeps.inputs`) has seed i, its data key 100 + its grid seed."""
     s = _xor_settings(ctx.quick)
     grid = [(sg, k) for sg in _SIGMAS for k in range(s["seeds"])]
     data = concat(
@@ -93,15 +93,17 @@ def simulate_xor(ctx) -> dict:
             for sg, k in grid
         ]
     )
-    keys = network_keys([k for _, k in grid], np.arange(len(grid)))
     out = {"settings": s, "grid": grid}
     for Lf, name in _FUSIONS:
-        net_kw = dict(depth=2, fusion_layer=Lf, width=s["width"], d_A=1, d_B=2, init_scale=1e-3)
-        nets = eqx.filter_vmap(
-            lambda key, kw=net_kw: FusionDLN.init(key, **kw, init="entrywise", activation="relu")
-        )(keys)
+        g = built(
+            sweeps.zipped(dataset=data, seed=range(len(grid)))
+            * sweeps.product(
+                depth=2, fusion_layer=Lf, width=s["width"], init="entrywise", init_scale=1e-3,
+                activation="relu",
+            )
+        )  # fmt: skip
         gd_kw = dict(lr=AUTHORS_LR, n_steps=s["epochs"], n_save=200, converge_rtol=1e-8)
-        traj = gradient_descent(nets, data, **gd_kw, on_divergence="raise")
+        traj = gradient_descent(g.nets, g.objective, **gd_kw, on_divergence="raise")
         out[name] = {
             "ts": np.asarray(traj.ts),
             "loss": np.asarray(traj.loss),
@@ -238,7 +240,8 @@ def simulate_digits(ctx) -> dict:
     the default scale B lags by < 100 epochs for every L_f), MSE on one-hot targets (the
     package's loss; the authors used cross-entropy), full-batch GD at lr 0.2 on 1200 training
     images for 3000 epochs (quick: 800), test accuracy on the other 597 every 50 epochs (quick:
-    40) with x_B = 0 ("A"), x_A = 0 ("B"), both views as in training ("A&B")."""
+    40) with x_B = 0 ("A"), x_A = 0 ("B"), both views as in training ("A&B"). The network of
+    L_f is built by the sweep engine (`sweeps.inputs`) with seed L_f."""
     from sklearn.datasets import load_digits
 
     s = _digits_settings(ctx.quick)
@@ -251,19 +254,15 @@ def simulate_digits(ctx) -> dict:
     data = Dataset(xa_tr, xb_tr, jnp.eye(10)[y[tr]])
     test = (jnp.asarray(X[te]), xa_te, xb_te, np.asarray(y[te]))
     hist = {}
+    one = jax.tree.map(lambda a: a[None], data)
     for Lf in (1, 2, 3, 4):
-        net = FusionDLN.init(
-            jax.random.key(Lf),
-            depth=4,
-            fusion_layer=Lf,
-            width=s["width"],
-            d_A=64,
-            d_B=64,
-            d_out=10,
-            init_scale=0.03,
-            init="entrywise",
-            activation="relu",
-        )
+        g = built(
+            sweeps.product(
+                dataset=one, depth=4, fusion_layer=Lf, width=s["width"], init="entrywise",
+                init_scale=0.03, activation="relu", seed=Lf,
+            )
+        )  # fmt: skip
+        net = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, g.nets)
         hist[Lf] = _train_digits(net, data, test, s)
         h = hist[Lf][-1]
         ctx.log(f"  L_f = {Lf}: acc A {h['acc_A']:.2f}, B {h['acc_B']:.2f}, A&B {h['acc_AB']:.2f}")

@@ -1,9 +1,11 @@
 """Two-layer late fusion on the toy data: time ratio (F4c) and misattribution (F4d) against rho.
 
-Both entries use one sweep (`simulate_toy_sweep`, cached per process): linear networks trained
-by gradient flow on the population statistics (and, full mode, by the authors' gradient descent
-at lr `AUTHORS_LR`), and ReLU late fusion trained by gradient flow on samples (Zhang et al.
-2024's nonlinear extension; timed on the linear readout). Theory: t_B / t_A =
+Both entries use one sweep of the sweep engine (`simulate_toy_sweep`: one `sweeps.run`, cached
+per process): linear networks trained by gradient flow on the population statistics (and, full
+mode, by the authors' gradient descent at lr `AUTHORS_LR`), and ReLU late fusion trained by
+gradient flow on samples (a supplied `dataset=` batch; Zhang et al. 2024's nonlinear extension,
+timed on the linear readout). Member i of each kind has network seed i; ReLU member i's samples
+are drawn from the data stream of seed i (`multimodal_dln._seeding`). Theory: t_B / t_A =
 1 + (r^2 - 1) / (1 - rho^2) and misattribution rho / r (docs/theory.md §2, §4).
 """
 
@@ -12,19 +14,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ... import gradient_descent, measure, sample, theory
-from .._batch import bucket, network_keys, pad, toy_statistics
+from ... import Statistics, sample, sweeps, theory
+from ..._seeding import DATA_STREAM, keys_for
 from .._plotting import new_figure, set1
-from ._common import (
-    AUTHORS_LR,
-    CACHE,
-    flow,
-    measurements,
-    networks,
-    rel_stats,
-    toy_runs,
-    toy_settings,
-)
+from ._common import AUTHORS_LR, CACHE, measured, rel_stats, toy_settings
 
 __all__ = [
     "plot_misattribution",
@@ -67,78 +60,66 @@ def toy_sweep_settings(quick: bool) -> dict:
 
 
 def _grid(ratios, rhos, seeds):
-    g = [(r, rho, seed) for r in ratios for rho in rhos for seed in range(seeds)]
-    return tuple(np.array([x[j] for x in g]) for j in (1, 0, 2))  # rho, ratio, seed
+    """(rho, ratio, seed) per member: every (ratio, rho) `seeds` times, member i with seed i."""
+    g = [(r, rho) for r in ratios for rho in rhos for _ in range(seeds)]
+    return np.array([x[1] for x in g]), np.array([x[0] for x in g]), np.arange(len(g))
 
 
-def _gd_runs(ctx, stats, seeds) -> dict:
-    """The authors' optimizer: full-batch GD at lr AUTHORS_LR (docs/theory.md §2)."""
-    cfg = toy_settings(ctx.quick)
-    ctx.log(f"  gradient descent at lr {AUTHORS_LR} (the authors' optimizer)")
-    nets = networks(
-        stats,
-        depth=2,
-        fusion_layer=2,
-        width=cfg["width"],
-        init=cfg["init"],
-        u0=cfg["init_scale"],
-        seeds=seeds,
-    )
-    n = len(seeds)
-    size = cfg["batch"] if n <= cfg["batch"] else bucket(n)
-    tr = gradient_descent(
-        pad(nets, size), pad(stats, size), lr=AUTHORS_LR, n_save=256, on_divergence="ignore"
-    )
-    return measurements(jax.tree.map(lambda a: a[:n], measure(tr, pad(stats, size))))
+def _toy_stats(rho, ratio) -> Statistics:
+    """Toy statistics for theory curves (`Statistics.toy` per entry; docs/theory.md §1)."""
+    return jax.vmap(Statistics.toy)(np.asarray(rho, float), np.asarray(ratio, float))
 
 
-def _relu_runs(ctx, s, init_scale) -> dict:
-    """ReLU late fusion by gradient flow on samples; time measured on the linear readout."""
+def _relu_data(s):
+    """The ReLU members' samples: member i's drawn from the data stream of seed i."""
     r_rho, r_ratio, r_seed = _grid(s["relu_ratios"], s["relu_rhos"], s["relu_seeds"])
+    stats = _toy_stats(r_rho, r_ratio)
+    keys = keys_for(r_seed, DATA_STREAM)
+    data = jax.vmap(lambda k, st: sample(k, st, s["relu_samples"]))(keys, stats)
+    return (r_rho, r_ratio, r_seed), data
+
+
+def _sweep(ctx, s) -> tuple[dict, sweeps.Sweep]:
+    """The declared members: linear GF (and GD, full mode) per grid point, ReLU per dataset."""
+    cfg = toy_settings(ctx.quick)
+    rho, ratio, seeds = _grid(s["ratios"], s["rhos"], s["seeds"])
+    net = dict(depth=2, fusion_layer=2, init="entrywise", init_scale=cfg["init_scale"])
+    grid = sweeps.zipped(rho=rho, ratio=ratio, seed=seeds)
+    parts = {"flow": grid * sweeps.product(width=cfg["width"], n_save=cfg["n_save"], **net)}
+    if s["gd"]:
+        gd = sweeps.product(method="gd", lr=AUTHORS_LR, width=cfg["width"], n_save=256, **net)
+        parts["gd"] = grid * gd
+    r_grid, data = _relu_data(s)
+    relu = sweeps.product(activation="relu", width=s["relu_width"], n_save=1024, **net)
+    parts["relu"] = sweeps.zipped(dataset=data, seed=r_grid[2]) * relu
     ctx.log(
-        f"  ReLU gradient flow on {s['relu_samples']} samples: {len(r_rho)} members, "
+        f"  linear gradient flow: {len(rho)} members, width {cfg['width']}, "
+        f"init {cfg['init']} {cfg['init_scale']:g}"
+        + (f"; gradient descent at lr {AUTHORS_LR} (the authors' optimizer)" if s["gd"] else "")
+    )
+    ctx.log(
+        f"  ReLU gradient flow on {s['relu_samples']} samples: {len(r_grid[0])} members, "
         f"width {s['relu_width']}"
     )
-    r_stats = toy_statistics(r_rho, r_ratio)
-    keys = network_keys(10_000 + r_seed, np.arange(len(r_seed)))
-    data = jax.vmap(lambda k, st: sample(k, st, s["relu_samples"]))(keys, r_stats)
-    emp = jax.vmap(lambda d: d.statistics())(data)
-    nets = networks(
-        r_stats,
-        depth=2,
-        fusion_layer=2,
-        width=s["relu_width"],
-        init="entrywise",
-        u0=init_scale,
-        seeds=r_seed,
-        activation="relu",
-    )
-    n = len(r_rho)
-    _, rm = flow(nets, data, n=n, size=bucket(n), n_save=1024, converge_rtol=1e-5, stats=emp)
-    return {
-        "relu": rm,
-        "relu_grid": (r_rho, r_ratio, r_seed),
-        "relu_emp_theory": np.asarray(theory.time_ratio_two_layer(emp)),
-    }
+    return {"grid": (rho, ratio, seeds), "relu_grid": r_grid, "data": data}, parts
 
 
 def simulate_toy_sweep(ctx) -> dict:
-    """Linear (gradient flow, and full mode the authors' GD) and ReLU toy sweeps, cached."""
+    """Linear (gradient flow, and full mode the authors' GD) and ReLU toy sweeps in one
+    `sweeps.run`, cached."""
     key = ("toy-sweep", ctx.quick)
     if key in CACHE:
         return CACHE[key]
     s = toy_sweep_settings(ctx.quick)
-    cfg = toy_settings(ctx.quick)
-    rho, ratio, seeds = _grid(s["ratios"], s["rhos"], s["seeds"])
-    ctx.log(
-        f"  linear gradient flow: {len(rho)} members, width {cfg['width']}, "
-        f"init {cfg['init']} {cfg['init_scale']:g}"
-    )
-    stats, _, m = toy_runs(ctx, rho, ratio, seeds)
-    out = {"settings": s, "grid": (rho, ratio, seeds), "flow": m}
-    if s["gd"]:
-        out["gd"] = _gd_runs(ctx, stats, seeds)
-    out.update(_relu_runs(ctx, s, cfg["init_scale"]))
+    info, parts = _sweep(ctx, s)
+    whole = parts["flow"]
+    for kind in ("gd", "relu"):
+        whole = whole + parts[kind] if kind in parts else whole
+    df = sweeps.run(whole, progress=False)
+    out = {"settings": s, "grid": info["grid"], "relu_grid": info["relu_grid"]}
+    out |= {kind: measured(sw, df) for kind, sw in parts.items()}
+    emp = jax.vmap(lambda d: d.statistics())(info["data"])
+    out["relu_emp_theory"] = np.asarray(theory.time_ratio_two_layer(emp))
     CACHE[key] = out
     return out
 
@@ -185,7 +166,7 @@ def _gd_summary(sw) -> dict:
     rho, ratio, _ = sw["grid"]
     gd, fl = sw["gd"], sw["flow"]
     both = gd["success"] & fl["success"]
-    gd_theory = np.asarray(theory.time_ratio_two_layer_gd(toy_statistics(rho, ratio), AUTHORS_LR))
+    gd_theory = np.asarray(theory.time_ratio_two_layer_gd(_toy_stats(rho, ratio), AUTHORS_LR))
     return {
         "gd_vs_flow_t_A": rel_stats(gd["t_A"], fl["t_A"], both),
         "gd_vs_flow_ratio": rel_stats(gd["time_ratio"], fl["time_ratio"], both),
@@ -250,7 +231,7 @@ def plot_time_ratio(rows, summary=None):
         ax.plot(*pts("flow", r, ok_only=True), "o", mfc="none", color=c, ms=5)
         if has_gd:
             ax.plot(*pts("gd", r), "s", mfc="none", color=c, ms=3, alpha=0.7)
-            stats = toy_statistics(_DENSE, np.full_like(_DENSE, r))
+            stats = _toy_stats(_DENSE, np.full_like(_DENSE, r))
             ax.plot(_DENSE, theory.time_ratio_two_layer_gd(stats, AUTHORS_LR), ":", color=c, lw=0.8)
         ax.plot(*pts("relu", r), "x", color=c, ms=6)
     ax.set_yscale("log")
