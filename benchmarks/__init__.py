@@ -26,6 +26,7 @@ _os.environ.setdefault("OMP_NUM_THREADS", "1")
 BENCHMARKS = (
     "sweep",
     "process",
+    "compile",
     "lf_sweep",
     "overhead",
     "scaling",

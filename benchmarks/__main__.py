@@ -1,12 +1,15 @@
-"""`python -m benchmarks [--quick] [--only NAME[,NAME...]] [--out DIR]`.
+"""`python -m benchmarks [--quick] [--only NAME[,NAME...]] [--out DIR | --update-results]`.
 
-Runs the benchmarks, prints one table of ratios, writes `<out>/<name>.json` per benchmark
-(default `benchmarks/results/`) and `<out>/summary.json` (the table and the total wall time).
+Runs the benchmarks, prints one table of ratios, writes `<out>/<name>.json` per benchmark and
+`<out>/summary.json` (the table and the total wall time). The default `<out>` is a new folder,
+`benchmark-results/<UTC time>-<mode>/`; the committed results in `benchmarks/results/` are only
+replaced with `--update-results` (full mode), and no run writes over another run's files.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import sys
 import time
@@ -71,6 +74,32 @@ def report(out: Path) -> int:
     return 0
 
 
+def _out_dir(args, mode: str, names) -> Path:
+    """Where this run writes: the committed results only with --update-results (full mode),
+    else --out (which must not hold results of these benchmarks yet) or a new timestamped
+    folder. Raises ValueError with the one-line reason."""
+    if args.update_results:
+        if mode != "full":
+            raise ValueError(
+                "--update-results records full runs only (the committed numbers are full "
+                "size); drop --quick/--tiny, or pass a new --out DIR."
+            )
+        if args.out is not None:
+            raise ValueError("give --out DIR or --update-results, not both.")
+        return RESULTS
+    if args.out is None:
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        return Path("benchmark-results") / f"{stamp}-{mode}"
+    out = Path(args.out)
+    taken = [f"{n}.json" for n in (*names, "summary") if (out / f"{n}.json").exists()]
+    if taken:
+        raise ValueError(
+            f"--out {out} already holds results ({', '.join(taken)}); choose a new "
+            "folder (--update-results replaces the committed ones)."
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -89,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}"
     )
     p.add_argument(
-        "--out", default=str(RESULTS), help="directory for the JSON results (default: %(default)s)"
+        "--out",
+        default=None,
+        help="new directory for the JSON results (default: benchmark-results/<UTC time>-<mode>/)",
+    )
+    p.add_argument(
+        "--update-results",
+        action="store_true",
+        help="full mode: write into the committed results, benchmarks/results/",
     )
     p.add_argument(
         "--full-baseline",
@@ -118,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.report:
-        return report(Path(args.out))
+        return report(RESULTS if args.out is None else Path(args.out))
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     assert mode in MODES
     names = (
@@ -126,9 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only is None
         else tuple(n.strip() for n in args.only.split(",") if n.strip())
     )
-    for n in names:
-        load(n)  # fail early on an unknown name
-    out = Path(args.out)
+    try:
+        for n in names:
+            load(n)  # fail early on an unknown name
+        out = _out_dir(args, mode, names)
+    except ValueError as err:
+        print(f"python -m benchmarks: error: {err}", file=sys.stderr)
+        return 2
     from . import _common as C
 
     print(

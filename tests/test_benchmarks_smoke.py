@@ -59,9 +59,9 @@ def test_sweep_tiny_through_cli(tmp_path, capsys):
     assert "benchmark" in out and "sweep" in out  # the table was printed
 
 
-_NOT_TINY = ("sweep", "process", "lf_sweep")  # sweep: tested through the CLI above
-# `process` and `lf_sweep` time fresh processes (subprocesses compiling from scratch, about a
-# minute each even when tiny); the cache they measure is tested in tests/test_solve_cache.py.
+_NOT_TINY = ("sweep", "process", "compile", "lf_sweep")  # sweep: tested through the CLI above
+# `process`, `compile` and `lf_sweep` time fresh processes (subprocesses compiling from scratch,
+# about a minute each even when tiny); the cache they measure: tests/test_solve_cache.py.
 
 
 @pytest.mark.slow
@@ -127,3 +127,15 @@ def test_compile_log_counts_compilations():
     with C.CompileLog() as again:
         f(y)  # same shapes and dtype: no compilation
     assert log.count >= 1 and again.count == 0
+
+
+def test_results_are_never_written_over(tmp_path, capsys):
+    """A quick run cannot replace the committed full-run files, and no run writes into a
+    folder that already holds results of the benchmarks it runs (refused before any runs)."""
+    assert cli.main(["--quick", "--update-results"]) == 2
+    assert "full runs only" in capsys.readouterr().err
+    (tmp_path / "dtype.json").write_text("{}")
+    assert cli.main(["--tiny", "--only", "dtype", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "dtype.json" in err and "choose a new folder" in err, err
+    assert (tmp_path / "dtype.json").read_text() == "{}"
