@@ -365,3 +365,13 @@ def test_run_table_counts_successful_members_only(capsys):
     )
     line = trajectory_line(dict(bad, t_A=math.nan))
     assert "NOT_CONVERGED: raise t_max" in line and "nan" not in line
+
+
+@pytest.mark.parametrize("argv", [["reproduce", "digits", "--quick"], ["greedy", "digits"]])
+def test_missing_optional_package_names_the_extra(argv, tmp_path, monkeypatch, capsys):
+    """Without scikit-learn (the base install) the digits commands fail with one line naming
+    the extra to install, not a traceback."""
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn -> ModuleNotFoundError
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "scikit-learn" in err and "pip install -e '.[repro]'" in err, err

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from ._common import Formatter, Parser, UsageError, join_negative_values, wrap
+from ._common import Formatter, Parser, UsageError, join_negative_values, missing_extra, wrap
 
 __all__ = ["build_parser", "main"]
 
@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ValueError as err:
         msg = " ".join(str(err).split())
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        msg = missing_extra(err)
+        if msg is None:
+            raise
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ __all__ = [
     "float_list",
     "int_list",
     "join_negative_values",
+    "missing_extra",
     "number",
     "pos_int",
     "warn_failures",
@@ -72,6 +73,23 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         ):
             help_text += " (default: %(default)s)"
         return help_text
+
+
+OPTIONAL = {"sklearn": ("scikit-learn", "repro")}
+"""Optional packages some commands import: module -> (distribution, pyproject extra)."""
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """One line saying which extra to install for a missing optional package, or None when
+    the missing module is not an optional one (a broken install: the traceback is shown)."""
+    found = OPTIONAL.get((err.name or "").split(".")[0])
+    if found is None:
+        return None
+    dist, extra = found
+    return (
+        f"this command needs {dist}, which the base install leaves out; install the "
+        f"'{extra}' extra: pip install -e '.[{extra}]' (or pip install {dist})."
+    )
 
 
 def wrap(text: str) -> str:

@@ -35,13 +35,8 @@ def digits_views(seed: int = 0, *, noise_A: float = 0.1, noise_B: float = 0.5, n
     """scikit-learn's 8x8 digits as two noisy views: A = left image half (32 pixels), B = right
     half, pixel values in [0, 1] plus Gaussian noise (std `noise_A`, `noise_B`), standardised
     with training-set statistics; labels one-hot (10 classes). Returns `(train, test)`."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the digits experiment needs scikit-learn (pip install scikit-learn); "
-            "sklearn.datasets.load_digits ships the data, nothing is downloaded."
-        ) from err
+    from sklearn.datasets import load_digits  # the 'repro' extra; ships the data, no download
+
     X, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(X))
