@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
+SETUP = textwrap.dedent(
     """
     import equinox as eqx, jax, jax.numpy as jnp, numpy as np
     import multimodal_dln as mdln
@@ -20,12 +20,17 @@ SCRIPT = textwrap.dedent(
     nets = eqx.filter_vmap(lambda k: mdln.FusionDLN.init(
         k, depth=3, fusion_layer=2, width=4, d_A=1, d_B=1, init_scale=1e-3))(
         jax.random.split(jax.random.key(0), n))
-    one = mdln.gradient_flow(nets, stats, n_save=32, shard=False)
-    many = mdln.gradient_flow(nets, stats, n_save=32)  # "auto": all 4 devices
-    assert len(many.weights.sharding.device_set) == 4, many.weights.sharding
     close = lambda a, b: np.testing.assert_allclose(  # noqa: E731
         np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-15
     )
+    """
+)
+
+FLOW = textwrap.dedent(
+    """
+    one = mdln.gradient_flow(nets, stats, n_save=32, shard=False)
+    many = mdln.gradient_flow(nets, stats, n_save=32)  # "auto": all 4 devices
+    assert len(many.weights.sharding.device_set) == 4, many.weights.sharding
     close(one.weights, many.weights)
     close(one.t_end, many.t_end)
     np.testing.assert_array_equal(np.asarray(one.success), np.asarray(many.success))
@@ -35,6 +40,12 @@ SCRIPT = textwrap.dedent(
     shared = mdln.gradient_flow(nets, mdln.Statistics.toy(0.3, 2.0), n_save=32)  # shared stats
     ref = mdln.gradient_flow(nets, mdln.Statistics.toy(0.3, 2.0), n_save=32, shard=False)
     close(shared.weights, ref.weights)
+    print("SHARDED_OK")
+    """
+)
+
+DESCENT_AND_SWEEP = textwrap.dedent(
+    """
     gd1 = mdln.gradient_descent(nets, stats, lr=0.05, n_steps=400, n_save=16, shard=False)
     gd4 = mdln.gradient_descent(nets, stats, lr=0.05, n_steps=400, n_save=16)
     close(gd1.weights, gd4.weights)
@@ -51,12 +62,21 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_sharded_equals_unsharded_on_four_cpu_devices():
+def _run_on_four_devices(script: str):
     env = dict(os.environ)
     flags = env.get("XLA_FLAGS", "").split()
     env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=4"])
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, "-c", SETUP + script], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_sharded_flow_equals_unsharded_on_four_cpu_devices():
+    _run_on_four_devices(FLOW)
+
+
+def test_sharded_descent_and_sweep_equal_unsharded_on_four_cpu_devices():
+    _run_on_four_devices(DESCENT_AND_SWEEP)
