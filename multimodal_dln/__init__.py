@@ -6,19 +6,13 @@ round-off and solver tolerances would bias them (docs/theory.md §7).
 
 JAX's persistent compilation cache is enabled on import in a user cache folder, so a second
 process does not compile the same solve again (set MDLN_COMPILATION_CACHE=0 to opt out;
-`multimodal_dln._cache`), and XLA:CPU compiles with its faster legacy fusion emitters (set
-MDLN_XLA_CPU_FLAGS=0 to opt out; `multimodal_dln._cpu_codegen`).
+`multimodal_dln._cache`).
 """
 
 import os as _os
 from importlib import metadata as _metadata
 
 import jax as _jax
-
-from ._cpu_codegen import use_fast_cpu_codegen as _use_fast_cpu_codegen
-
-if _os.environ.get("MDLN_XLA_CPU_FLAGS", "1") != "0":
-    _use_fast_cpu_codegen()  # before anything runs on a device: XLA reads XLA_FLAGS once
 
 if _os.environ.get("MDLN_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
