@@ -112,9 +112,9 @@ def gradient_flow(
     )
     params, static = eqx.partition(net, eqx.is_array)
     mesh = resolve_mesh(shard, batch)
-    t_axis = None if t_max is None or jnp.ndim(t_max) == 0 else 0
-    first_axes = None if batch is None else axes + (t_axis,)
-    first, args = _FirstSolve(static, cfg, t_min_fraction), (params, objective, t_max)
+    args = (params, objective, _horizon_arg(t_max, batch), jnp.asarray(t_min_fraction))
+    first_axes = None if batch is None else axes + (0, None)
+    first = _FirstSolve(static, cfg)
     if batch is None or buckets == 1:
         traj, start = call(first, args, first_axes, mesh)
     else:
@@ -171,13 +171,25 @@ def _check_run(t_max, batch, t_min_fraction, horizon_cap, buckets):
     return t_max, t_min_fraction, horizon_cap
 
 
+def _horizon_arg(t_max, batch):
+    """The horizon per member as the solve's traced argument: NaN where it is to be estimated
+    (`t_max` None), a given scalar broadcast; shape () without a batch, else (batch,). Traced
+    like t_min_fraction, so estimated and given horizons and any save-grid start share one
+    compiled solve."""
+    shape = () if batch is None else (batch,)
+    if t_max is None:
+        return jnp.full(shape, jnp.nan)
+    return jnp.broadcast_to(t_max, shape) if t_max.ndim == 0 else t_max.reshape(shape)
+
+
 def _start(params, objective, t_max, static, cfg: SolverConfig, t_min_fraction):
-    """Per-member start of a solve: (t0, t1, save grid, atol, initial loss gap, valid input)."""
+    """Per-member start of a solve: (t0, t1, save grid, atol, initial loss gap, valid input);
+    `t_max` NaN means the horizon is estimated (`_training.default_horizon`)."""
     net0 = eqx.combine(params, static)
     valid = _tr.member_valid(params, objective)
     objective = _tr.safe_objective(objective, valid)
-    if t_max is None:
-        t_max = jnp.where(valid, _tr.default_horizon(net0, objective), 1.0)
+    estimate = jnp.where(valid, _tr.default_horizon(net0, objective), 1.0)
+    t_max = jnp.where(jnp.isnan(t_max), estimate, t_max)  # NaN: no horizon given
     dtype = jax.tree.leaves(params)[0].dtype
     t_max = jnp.asarray(t_max, dtype)
     ts = save_grid(t_max, cfg.n_save, t_min_fraction).astype(dtype)
@@ -242,8 +254,7 @@ class _FirstSolve(eqx.Module):
 
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
-    t_min_fraction: float = eqx.field(static=True)
 
-    def __call__(self, params, objective, t_max):
-        start = _start(params, objective, t_max, self.static, self.cfg, self.t_min_fraction)
+    def __call__(self, params, objective, t_max, t_min_fraction):
+        start = _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
         return _solve_one(params, self.static, objective, *start, self.cfg), start
