@@ -75,9 +75,10 @@ def test_benchmark_tiny(name, tmp_path):
         assert bw and bw[0]["value"] is None and bw[0]["note"] == "not measured (no GPU)"
 
 
-def test_unknown_benchmark_is_rejected():
-    with pytest.raises(ValueError, match="unknown benchmark"):
-        cli.main(["--tiny", "--only", "nope"])
+def test_unknown_benchmark_is_rejected(capsys):
+    assert cli.main(["--tiny", "--only", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown benchmark 'nope'; choose from sweep" in err, err
 
 
 # ---- helpers (pure functions) ------------------------------------------------------------------

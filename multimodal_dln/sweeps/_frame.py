@@ -20,7 +20,7 @@ from ._axes import AXES, AXIS_NAMES
 from ._solve_chunk import PHASE_COLUMNS, RESULT_COLUMNS
 from ._store import SweepError
 
-__all__ = ["COLUMNS", "load", "to_frame"]
+__all__ = ["COLUMNS", "load", "read_stored", "to_frame"]
 
 COLUMNS: tuple[str, ...] = AXIS_NAMES + RESULT_COLUMNS
 _KIND = {a.name: a.kind for a in AXES} | {
@@ -75,6 +75,13 @@ def load(out_dir: str | os.PathLike):
 
     A last line cut off by a crash is skipped; a malformed row raises a one-line
     `SweepError` naming the file and line."""
+    header, stored = read_stored(out_dir)
+    return to_frame(stored, [], header)
+
+
+def read_stored(out_dir: str | os.PathLike) -> tuple[tuple[str, ...], list[dict]]:
+    """The header and the rows (raw cell strings, checked) of a sweep folder's
+    ``results.csv``, read without taking the store's lock (see `load`)."""
     path = Path(out_dir)
     path = path / "results.csv" if path.is_dir() else path
     try:
@@ -97,4 +104,4 @@ def load(out_dir: str | os.PathLike):
         except (ValueError, TypeError) as e:
             raise SweepError(f"{path}, line {line}: {e}") from None
         stored.append(raw)
-    return to_frame(stored, [], header)
+    return header, stored

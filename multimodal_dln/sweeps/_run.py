@@ -10,7 +10,9 @@
    count and is sharded over them (`multimodal_dln._sharding`).
 3. Each chunk's rows are appended to the store in one write (`_store.Store`) before the next
    chunk starts, so an interrupted sweep keeps every finished chunk, and ``resume`` skips the
-   members already stored.
+   members already stored. With several processes (`jax.distributed`) every process runs the
+   same sweep and gets every chunk's results (`multimodal_dln._sharding`), and process 0
+   alone writes the store (`_open_store`).
 
 Results do not depend on the chunking: a member's inputs depend on its own axis values only
 (`_build`), and members are solved independently; a member solved in another batch size agrees
@@ -29,11 +31,12 @@ import jax
 import numpy as np
 
 from .._io import fmt_cell
+from .._sharding import from_main_process, is_main_process
 from ._axes import AXIS_NAMES, STATIC_AXES
-from ._frame import COLUMNS, to_frame
+from ._frame import COLUMNS, read_stored, to_frame
 from ._solve_chunk import gd_budget, predicted_cost, solve_chunk
 from ._spec import Sweep
-from ._store import Store
+from ._store import Store, SweepError
 
 __all__ = ["run"]
 
@@ -108,7 +111,8 @@ def run(
 
     - `sweep`: a `Sweep` (`product`, `zipped`, ``*``, ``+``).
     - `out`: a folder for ``results.csv`` and ``config.json`` (`load` reads it back); None keeps
-      the results in memory only.
+      the results in memory only. With several processes (`jax.distributed`; every process
+      runs the same sweep) process 0 alone writes it; every process returns the same table.
     - `resume`: continue the sweep in `out`, skipping members already stored (the sweep may
       have grown); `overwrite`: start afresh, moving a previous sweep's files aside into
       ``out/replaced-<time>/``. Without either, a folder that holds a sweep is refused.
@@ -135,20 +139,55 @@ def run(
         "reduced": bool(reduced),
         "user_data": _fingerprint(sweep.objective),
     }
-    store = None
-    if out is not None:
-        mode = "resume" if resume else "overwrite" if overwrite else "new"
-        store = Store(out, columns=columns, key_columns=AXIS_NAMES, config=config, mode=mode)
+    mode = "resume" if resume else "overwrite" if overwrite else "new"
+    store, done, earlier = _open_store(out, mode, columns, config, members)
     try:
-        done = store.done if store is not None else set()
         todo = [m for m in members if member_key(m) not in done]
         rows = _solve_all(todo, sweep.objective, chunk_size, shard, reduced, store, progress,
                           on_chunk)  # fmt: skip
-        earlier = store.rows if store is not None else []
     finally:
         if store is not None:
             store.close()
     return to_frame(earlier, rows, columns)
+
+
+def _open_store(out, mode, columns, config, members) -> tuple[Store | None, set, list[dict]]:
+    """(store, keys of the members stored, rows stored before) for `out` (None: no store).
+
+    With several processes (`jax.distributed`) only process 0 opens the store and writes: the
+    store has one writer (its ``flock``), and every process holds the same rows. The others
+    take from process 0 whether it opened the store and which members are stored, so that all
+    solve the same members (they must make the same calls), and read the rows stored before
+    from ``results.csv`` (unchanged until the first chunk is gathered from every process).
+    """
+    if out is None:
+        return None, set(), []
+    if jax.process_count() == 1:
+        store = Store(out, columns=columns, key_columns=AXIS_NAMES, config=config, mode=mode)
+        return store, store.done, store.rows
+    store, failure = None, None
+    if is_main_process():
+        try:
+            store = Store(out, columns=columns, key_columns=AXIS_NAMES, config=config, mode=mode)
+        except Exception as err:  # raised below, once every process knows
+            failure = err
+    shared = np.zeros(len(members) + 2, np.int32)
+    if store is not None:
+        shared[0], shared[1] = 1, len(store.rows)
+        shared[2:] = [member_key(m) in store.done for m in members]
+    shared = from_main_process(shared)
+    if failure is not None:
+        raise failure
+    if not shared[0]:
+        raise SweepError(f"process 0 could not open the sweep folder {out} (see its error).")
+    if store is not None:
+        return store, store.done, store.rows
+    done = {member_key(m) for m, stored in zip(members, shared[2:], strict=True) if stored}
+    earlier = read_stored(out)[1] if shared[1] else []
+    if len(earlier) != shared[1]:
+        raise SweepError(f"{out}: process 0 found {shared[1]} stored rows, this process "
+                         f"{len(earlier)}; is the folder shared by every process?")  # fmt: skip
+    return None, done, earlier
 
 
 def _solve_all(todo, user, chunk_size, shard, reduced, store, progress, on_chunk) -> list[dict]:
