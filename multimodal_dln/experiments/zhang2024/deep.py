@@ -88,7 +88,7 @@ def _one_fusion_layer(ctx, s, rho, ratio, u0, Lf) -> dict:
         concat([al.nets, rnd.nets]), concat([al.objective, rnd.objective]), n_save=s["n_save"]
     )
     stats = al.stats
-    rtraj, rm = reduced(stats, depth=L, fusion_layer=Lf, u0=u0, n_save=s["n_save"])
+    _, rm = reduced(stats, depth=L, fusion_layer=Lf, u0=u0, n_save=s["n_save"])
     tA_f, tB_f = (np.asarray(a) for a in theory.phase_times_deep(stats, L, Lf, jnp.asarray(u0)))
     ctx.log(f"  L_f = {Lf}: {n} networks + {M} reduced solves in {time.time() - t0:.1f} s")
     return {
