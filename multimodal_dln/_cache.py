@@ -9,7 +9,7 @@ calls `enable_compilation_cache()`, which points JAX at
 
 unless JAX already has a cache folder (yours wins) or ``MDLN_COMPILATION_CACHE=0`` is set (the
 opt-out). The solves are cacheable because they hold no host callbacks
-(`_solve._checks_as_nan`). JAX keys entries by program, jax version and backend, so a stale
+(`_solve.checks_as_nan`). JAX keys entries by program, jax version and backend, so a stale
 entry is never used for another program. The folder is not size-capped (JAX's cap needs the
 `filelock` package); delete it to reclaim its space.
 """

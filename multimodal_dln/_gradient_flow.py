@@ -14,6 +14,9 @@ problem and the start values.
 
 from __future__ import annotations
 
+import math
+from typing import Any, NamedTuple
+
 import diffrax
 import equinox as eqx
 import jax
@@ -21,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
 from . import _training as _tr
+from ._compaction import advance, run_compacted, running, start as resumable_start, to_segment
 from ._config import (
     HORIZON_CAP,
     SolverConfig,
@@ -68,6 +72,8 @@ def gradient_flow(
     shard="auto",
     buckets: int = 1,
     cost: ArrayLike | None = None,
+    chunk_steps: int | None = None,
+    pool_size: int | None = None,
 ) -> Trajectory:
     """Integrate gradient flow for one network or a batch of networks.
 
@@ -77,28 +83,30 @@ def gradient_flow(
       `eqx.filter_vmap(FusionDLN.init ...)`).
     - `objective`: `Statistics` (linear networks), or a `Dataset` of samples (needed for ReLU).
       Either may be batched along the same leading axis as `net`, or shared.
-    - `t_max`: horizon (scalar or per member). Default: an estimate from the statistics and the
-      initial scale (`_training.default_horizon`), and members that have not converged by
-      then continue from their final state, the horizon growing ~8x per round, up to
-      `horizon_cap` x the estimate. Runs stop earlier at convergence. An explicit `t_max` is
-      kept as given (members not converged by then have status `NOT_CONVERGED`).
+    - `t_max`: horizon (scalar or per member). Default: an estimate from the statistics and
+      the initial scale (`_training.default_horizon`); members not converged by then continue
+      from their final state, the horizon ~8x per round, up to `horizon_cap` x the estimate.
+      A given `t_max` is kept (members not converged by then are `NOT_CONVERGED`).
     - `n_save`: number of save times: t = 0 and a log-spaced grid up to `t_max`.
     - `t_min_fraction`: first nonzero save time / t_max, in (0, 1).
-    - `rtol`, `atol`: step-size controller tolerances. `atol` defaults to 1e-6 x the smallest
-      initial RMS weight entry, because an atol near the weight scale biases the escape time
-      from the small-init saddle.
+    - `rtol`, `atol`: step-size controller tolerances; `atol` defaults to 1e-6 x the smallest
+      initial RMS weight entry (near the weight scale it biases the escape from the saddle).
     - `converge_rtol`: a member stops once L - L* <= converge_rtol (L(0) - L*).
     - `max_steps`: step budget per member and round; exceeding it gives `STEP_BUDGET`.
     - `horizon_cap`: see `t_max` (>= 1; 1 turns continuation off).
     - `solver`: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for small stiff problems).
-    - `dtype`: compute dtype, float32 or float64 (default: the network's, float64 when x64 is
-      enabled). float32 limits how small an init the phase times stay accurate for.
-    - `shard`: split a batch over devices with `jax.shard_map` on a 1-D mesh: "auto" (default:
-      all devices when there are several), False, or a `jax.sharding.Mesh` with axis "batch".
-      Results equal the single-device run; see `multimodal_dln._sharding`.
+    - `dtype`: float32 or float64 (default: the network's); float32 limits how small an init
+      the phase times stay accurate for.
+    - `shard`: split a batch over devices (`multimodal_dln._sharding`): "auto" (all devices
+      when there are several), False, or a 1-D `jax.sharding.Mesh` with axis "batch".
     - `buckets`: solve a batch in this many groups of members with similar predicted duration
-      `cost` (e.g. the theory's t_B; default: the horizon estimate), one after another: a
-      vmapped solve runs until its slowest member is done (`benchmarks/` measures the gain).
+      `cost` (default: the horizon estimate), one after another: a vmapped solve runs until
+      its slowest member is done.
+    - `chunk_steps`, `pool_size`: compaction instead (`multimodal_dln._compaction`): solve
+      `pool_size` members at a time (default: a quarter of the batch, a power of two) in
+      chunks of `chunk_steps` steps, finished members replaced by waiting ones between chunks.
+      Same steps and saves as one shot, bit for bit; each pool size compiles once (~4 sizes);
+      `max_steps` is checked between chunks. `benchmarks/` measures both schemes.
 
     **Returns:** a `Trajectory` (batched like the inputs) whose `status` says per member whether
     it converged and, if not, why (`multimodal_dln.Status`). Concrete invalid inputs raise a
@@ -108,21 +116,17 @@ def gradient_flow(
     net, objective, batch, axes = _prepare(net, objective, dtype)
     cfg = solver_config(n_save, rtol, atol, converge_rtol, max_steps, solver)
     t_max, t_min_fraction, horizon_cap = _check_run(
-        t_max, batch, t_min_fraction, horizon_cap, buckets
+        t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size
     )
     params, static = eqx.partition(net, eqx.is_array)
     mesh = resolve_mesh(shard, batch)
     args = (params, objective, _horizon_arg(t_max, batch), jnp.asarray(t_min_fraction))
     first_axes = None if batch is None else axes + (0, None)
-    first = _FirstSolve(static, cfg)
-    if batch is None or buckets == 1:
-        traj, start = call(first, args, first_axes, mesh)
-    else:
-        if cost is None:
-            cost = eqx.filter_vmap(_tr.default_horizon, in_axes=axes)(net, objective)
-        traj, start = run_in_buckets(
-            lambda a: call(first, a, first_axes, mesh), args, first_axes, batch, buckets, cost
-        )
+    if batch is not None and buckets > 1 and cost is None:
+        cost = eqx.filter_vmap(_tr.default_horizon, in_axes=axes)(net, objective)
+    traj, start = _first_solve(
+        static, cfg, args, first_axes, batch, mesh, buckets, cost, chunk_steps, pool_size
+    )
 
     def run_more(args, axes):  # a continuation round from given start values
         return call(_Solve(static, cfg), args, axes, mesh)
@@ -154,10 +158,11 @@ def _prepare(net, objective, dtype):
     return net, objective, batch, (net_axis, obj_axis)
 
 
-def _check_run(t_max, batch, t_min_fraction, horizon_cap, buckets):
+def _check_run(t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size):
     """Checked (t_max, t_min_fraction, horizon_cap); an explicit horizon `t_max` is > 0 and
     finite, a scalar or one per member (None: estimated per member)."""
     check_positive_int("buckets", buckets)
+    _check_compaction(chunk_steps, pool_size, buckets)
     t_min_fraction = check_t_min_fraction(t_min_fraction)
     horizon_cap = check_horizon_cap(horizon_cap)
     if t_max is None:
@@ -169,6 +174,36 @@ def _check_run(t_max, batch, t_min_fraction, horizon_cap, buckets):
             f"got shape {t_max.shape}."
         )
     return t_max, t_min_fraction, horizon_cap
+
+
+def _check_compaction(chunk_steps, pool_size, buckets):
+    if chunk_steps is None and pool_size is None:
+        return
+    if chunk_steps is None:
+        raise ValueError("pool_size needs chunk_steps (compaction); got chunk_steps=None.")
+    check_positive_int("chunk_steps", chunk_steps)
+    if buckets != 1:
+        raise ValueError(f"chunk_steps replaces buckets; got buckets={buckets} as well.")
+
+
+def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_steps, pool_size):
+    """The first solve of every member (one shot, in buckets or compacted); returns
+    (trajectory, start values for continuations)."""
+    if batch is not None and chunk_steps is not None:
+        pool = _pool_size(pool_size, batch)
+        return _run_compacted(static, cfg, chunk_steps, pool, args, axes, batch, mesh)
+    first = _FirstSolve(static, cfg)
+    if batch is None or buckets == 1:
+        return call(first, args, axes, mesh)
+    return run_in_buckets(lambda a: call(first, a, axes, mesh), args, axes, batch, buckets, cost)
+
+
+def _pool_size(pool_size, batch) -> int:
+    """The compaction pool: `pool_size` if given, else a quarter of the batch rounded up to a
+    power of two (at least 8)."""
+    if pool_size is not None:
+        return check_positive_int("pool_size", pool_size)
+    return max(8, 1 << int(math.ceil(math.log2(max(1, batch / 4)))))
 
 
 def _horizon_arg(t_max, batch):
@@ -198,11 +233,20 @@ def _start(params, objective, t_max, static, cfg: SolverConfig, t_min_fraction):
     return jnp.zeros((), dtype), t_max, ts, atol, gap0, valid
 
 
-def _solve_one(
-    params, static, objective, t0, t1, ts, atol, gap0, valid, cfg: SolverConfig
-) -> Trajectory:
-    """Integrate one member from `params` at t0 to t1, saving summaries at `ts` (clipped to
-    [t0, t1]); stop when the loss gap falls below converge_rtol x `gap0`."""
+class _Problem(NamedTuple):
+    """One member's ODE: the flat start `y0`, `unravel` to the network's arrays, the vector
+    field, the saved summary (effective weights, their derivative, loss) and the event."""
+
+    y0: Any
+    unravel: Any
+    field: Any
+    summary: Any
+    event: Any
+
+
+def _problem(params, static, objective, gap0, valid, cfg: SolverConfig) -> _Problem:
+    """Gradient flow of one member on its flat parameter vector; stops when the loss gap falls
+    below converge_rtol x `gap0`."""
     net0 = eqx.combine(params, static)
     objective = _tr.safe_objective(objective, valid)
     flat0, unravel, loss_fn, readout = _tr.flat_problem(params, static, objective)
@@ -216,8 +260,25 @@ def _solve_one(
         return w, w_dot, loss_fn(p)
 
     event = convergence_event(loss_fn, _tr.target_loss(net0, objective), gap0, cfg.converge_rtol)
-    seg = integrate_with(cfg, vector_field, flat0, t0, t1, ts, summary, atol=atol, event=event)
-    w, w_dot, lss = saved_to_end(seg, summary)
+    return _Problem(flat0, unravel, vector_field, summary, event)
+
+
+def _solve_one(
+    params, static, objective, t0, t1, ts, atol, gap0, valid, cfg: SolverConfig
+) -> Trajectory:
+    """Integrate one member from `params` at t0 to t1, saving summaries at `ts` (clipped to
+    [t0, t1]); stop when the loss gap falls below converge_rtol x `gap0`."""
+    prob = _problem(params, static, objective, gap0, valid, cfg)
+    seg = integrate_with(
+        cfg, prob.field, prob.y0, t0, t1, ts, prob.summary, atol=atol, event=prob.event
+    )
+    return _trajectory(seg, prob, params, static, ts, valid)
+
+
+def _trajectory(seg, prob: _Problem, params, static, ts, valid) -> Trajectory:
+    """A member's `Trajectory` from its finished solve `seg`."""
+    net0 = eqx.combine(params, static)
+    w, w_dot, lss = saved_to_end(seg, prob.summary)
     finite = (
         jnp.all(jnp.isfinite(w)) & jnp.all(jnp.isfinite(lss)) & jnp.all(jnp.isfinite(seg.y_end))
     )
@@ -230,7 +291,7 @@ def _solve_one(
         t_end=seg.t_end,
         status=segment_status(seg, valid=valid, finite=finite),
         num_steps=seg.num_steps,
-        final=eqx.combine(unravel(seg.y_end), static),
+        final=eqx.combine(prob.unravel(seg.y_end), static),
         d_A=net0.d_A,
         method="flow",
         fusion_layer=net0.fusion_layer,
@@ -246,6 +307,74 @@ class _Solve(eqx.Module):
 
     def __call__(self, params, objective, t0, t1, ts, atol, gap0, valid):
         return _solve_one(params, self.static, objective, t0, t1, ts, atol, gap0, valid, self.cfg)
+
+
+class _Begin(eqx.Module):
+    """Start values and the `Resumable` state before the first chunk of one member's
+    compacted solve (`multimodal_dln._compaction`)."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: SolverConfig = eqx.field(static=True)
+
+    def __call__(self, params, objective, t_max, t_min_fraction):
+        start = _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
+        t0, t1, ts, atol, gap0, valid = start
+        prob = _problem(params, self.static, objective, gap0, valid, self.cfg)
+        cfg = self.cfg
+        state = resumable_start(
+            prob.field, prob.y0, t0, t1, ts, prob.summary, solver=cfg.solver, rtol=cfg.rtol,
+            atol=atol,
+        )  # fmt: skip
+        return start, state
+
+
+class _Advance(eqx.Module):
+    """One chunk of at most `steps` steps of one member's compacted solve."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: SolverConfig = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+
+    def __call__(self, params, objective, start, state):
+        t0, t1, ts, atol, gap0, valid = start
+        prob = _problem(params, self.static, objective, gap0, valid, self.cfg)
+        cfg = self.cfg
+        return advance(
+            prob.field, state, t1, ts, prob.summary, solver=cfg.solver, rtol=cfg.rtol,
+            atol=atol, steps=self.steps, max_steps=cfg.max_steps, event=prob.event,
+        )  # fmt: skip
+
+
+class _Finish(eqx.Module):
+    """One member's `Trajectory` from its finished compacted solve."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: SolverConfig = eqx.field(static=True)
+
+    def __call__(self, params, objective, start, state):
+        t0, t1, ts, atol, gap0, valid = start
+        prob = _problem(params, self.static, objective, gap0, valid, self.cfg)
+        return _trajectory(to_segment(state), prob, params, self.static, ts, valid)
+
+
+def _run_compacted(static, cfg, steps, pool, args, axes, batch, mesh):
+    """The first solve of every member in chunks of at most `steps` steps, finished members
+    dropped between chunks (`_compaction.run_compacted`); returns (trajectory, start values)."""
+    start, state = call(_Begin(static, cfg), args, axes, mesh)
+    inputs, in_axes = args[:2], axes[:2]
+    member_axes = in_axes + (0, 0)
+    advance_one = _Advance(static, cfg, steps)
+    state = run_compacted(
+        lambda sub, st: call(advance_one, (*sub[:2], sub[2], st), member_axes, mesh),
+        lambda st: running(st, cfg.max_steps),
+        (*inputs, start),
+        in_axes + (0,),
+        state,
+        batch,
+        pool,
+    )
+    traj = call(_Finish(static, cfg), (*inputs, start, state), member_axes, mesh)
+    return traj, start
 
 
 class _FirstSolve(eqx.Module):

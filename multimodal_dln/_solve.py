@@ -36,6 +36,7 @@ __all__ = [
     "Mapped",
     "Segment",
     "call",
+    "checks_as_nan",
     "convergence_event",
     "integrate",
     "integrate_with",
@@ -46,6 +47,7 @@ __all__ = [
     "saved_to_end",
     "scatter_members",
     "segment_status",
+    "take_members",
     "unconverged_members",
 ]
 
@@ -122,7 +124,7 @@ def integrate(
     saveat = diffrax.SaveAt(
         subs=[diffrax.SubSaveAt(ts=jnp.clip(ts, t0, t1), fn=summary), diffrax.SubSaveAt(t1=True)]
     )
-    with _checks_as_nan():
+    with checks_as_nan():
         sol = _diffeqsolve(
             field, solver, t0, t1, dt0, y0, args, saveat, rtol, atol, event, max_steps
         )
@@ -134,7 +136,7 @@ def integrate(
 
 
 @contextlib.contextmanager
-def _checks_as_nan():
+def checks_as_nan():
     """Trace equinox's runtime checks (`eqx.error_if`) inside the solve as NaN outputs rather
     than host callbacks.
 

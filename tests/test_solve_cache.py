@@ -1,5 +1,5 @@
 """The batched solve is cacheable: no host callback in its executable, so JAX's persistent
-compilation cache serves a second process (`multimodal_dln._cache`, `_solve._checks_as_nan`)."""
+compilation cache serves a second process (`multimodal_dln._cache`, `_solve.checks_as_nan`)."""
 
 import os
 import subprocess
