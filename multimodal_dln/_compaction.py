@@ -224,8 +224,9 @@ def run_compacted(
     shrinking tail).
 
     `inputs` are the members' other arguments (`axes`: 0 batched, None shared), `state` their
-    batched state (a `Resumable`, or any pytree of arrays with the batch axis first); `advance_fn(inputs, state) -> state` advances a batch by one chunk and
-    `is_running(state)` says which members still run. Returns the final states."""
+    batched state (a `Resumable`, or any pytree of arrays with the batch axis first);
+    `advance_fn(inputs, state) -> state` advances a batch by one chunk and `is_running(state)`
+    says which members still run. Returns the final states."""
     slots = _Pool(np.flatnonzero(np.asarray(is_running(state))), batch, pool, min_size)
     while (idx := slots.next()) is not None:
         n, at = len(slots.slots), jnp.asarray(idx)
