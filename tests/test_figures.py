@@ -1,21 +1,40 @@
 """Figures: each plot returns a Figure, writes a PNG, and leaves no pyplot state behind."""
 
+import importlib
 import math
+import unittest.mock
 import warnings
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import pytest
 from helpers import is_png as _is_png, pyplot_figures as _pyplot_figures, toy_rows as _fake_rows
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 import multimodal_dln as mdln
+from multimodal_dln import sweeps
 from multimodal_dln._status import Status
-from multimodal_dln.experiments import figures
+from multimodal_dln.experiments import _style, figures, sweep_report
+from multimodal_dln.experiments.wu2022 import digits as wu_digits, toy as wu_toy
+from multimodal_dln.experiments.zhang2024 import (
+    FIGURES,
+    convergence,
+    deep,
+    generalization,
+    random_cov,
+    relu,
+    superficial,
+    toy,
+    trajectories,
+)
 from multimodal_dln.sweeps import PHASE_COLUMNS
+from multimodal_dln.sweeps._frame import to_frame
 
 
 @pytest.mark.parametrize(
@@ -184,3 +203,316 @@ def test_plot_trajectory_failure_subtitle(run):
     fig = figures.plot_trajectory(short.trajectory[0], None, stats)
     title = fig._suptitle.get_text()
     assert "NOT_CONVERGED" in title and "t_max" in title and "nan" not in title
+
+
+# ------------------------------------------------------------------------------------------------
+# the one style (issue 14): legends explain every mark, axes labelled, titles inside the figure
+# and off other panels, value-keyed colours, one time axis. Small synthetic rows, no simulation.
+# ------------------------------------------------------------------------------------------------
+_NONE = (None, "None", "none", "", " ")
+
+
+def _legend_handles(fig) -> list:
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return [h for lg in legends + list(fig.legends) for h in lg.legend_handles]
+
+
+def _shows_mark(h) -> bool:
+    if isinstance(h, Line2D):
+        line = h.get_linestyle() not in _NONE and h.get_linewidth() > 0
+        return h.get_marker() not in _NONE or line
+    if isinstance(h, Patch):
+        return h.get_facecolor()[3] > 0 and (h.get_alpha() is None or h.get_alpha() > 0)
+    return h.get_visible()
+
+
+def _drawn_marks(fig) -> tuple[set, set]:
+    """(markers, line styles) of every drawn, non-empty Line2D."""
+    markers, styles = set(), set()
+    for ax in fig.axes:
+        for ln in ax.lines:
+            if not ln.get_visible() or np.size(ln.get_xdata()) == 0:
+                continue
+            if ln.get_marker() not in _NONE:
+                markers.add(ln.get_marker())
+            if ln.get_linestyle() not in _NONE:
+                styles.add(ln.get_linestyle())
+    return markers, styles
+
+
+def _style_problems(fig) -> list[str]:
+    """Everything the figure style forbids (empty when the figure is fine)."""
+    problems = []
+    handles = _legend_handles(fig)
+    problems += [f"legend entry without a mark: {h.get_label()!r}" for h in handles
+                 if not _shows_mark(h)]  # fmt: skip
+    markers, styles = _drawn_marks(fig)
+    lines = [h for h in handles if isinstance(h, Line2D)]
+    missing_m = markers - {h.get_marker() for h in lines}
+    missing_s = styles - {h.get_linestyle() for h in lines if h.get_linewidth() > 0}
+    problems += [f"marker {m!r} drawn but not in a legend" for m in sorted(missing_m)]
+    problems += [f"line style {s!r} drawn but not in a legend" for s in sorted(missing_s)]
+    fig.set_dpi(50)  # layout in inches does not depend on it; drawing gets cheaper
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis, name in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            shown = axis.get_visible() and ax.get_visible()
+            ticks = [t for t in axis.get_ticklabels() if shown and t.get_visible() and t.get_text()]
+            if ticks and not axis.label.get_text().strip():
+                problems.append(f"{name} axis with tick labels but no label ({ax.get_title()!r})")
+    # each panel's frame, tick labels, labels and title
+    areas = [(ax, ax.get_tightbbox(renderer, bbox_extra_artists=[])) for ax in fig.axes]
+    texts = [(ax, t) for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    if fig._suptitle is not None:
+        texts.append((None, fig._suptitle))
+    for owner, t in texts:
+        if not (t.get_visible() and t.get_text().strip()):
+            continue
+        bb = t.get_window_extent(renderer).shrunk(0.98, 0.9)
+        if not fig.bbox.padded(1).contains(bb.x0, bb.y0) or not fig.bbox.padded(1).contains(
+            bb.x1, bb.y1
+        ):
+            problems.append(f"text clipped by the figure edge: {t.get_text()!r}")
+        for other, area in areas:
+            same = owner is not None and np.allclose(other.bbox.bounds, owner.bbox.bounds)
+            if other is not owner and not same and bb.overlaps(area):
+                problems.append(f"text {t.get_text()!r} overlaps another panel")
+    return problems
+
+
+def _color_of(fig, label) -> tuple:
+    """The colour of the legend entry `label`."""
+    for h in _legend_handles(fig):
+        if h.get_label() == label:
+            return tuple(np.round(matplotlib.colors.to_rgba(h.get_color()), 6))
+    raise AssertionError(f"no legend entry {label!r}")
+
+
+def _zhang_toy_rows(ratios=(1.0, 1.5, 2.0, 3.0), rhos=(-0.5, 0.0, 0.5), gd=True):
+    """Rows of zhang2024.toy's time-ratio entry: flow (and GD), ReLU, theory curves."""
+    rows = []
+    for r in ratios:
+        for rho in rhos:
+            th = float(mdln.theory.time_ratio_toy(rho, r))
+            for kind in ("flow", "gd", "relu") if gd else ("flow", "relu"):
+                rows.append({"kind": kind, "ratio": r, "rho": rho, "seed": 0,
+                             "time_ratio": th * 1.02, "misattribution": rho / r + 0.01,
+                             "success": True})  # fmt: skip
+    return rows
+
+
+def _mis_rows(ratios=(1.5, 2.0, 3.0)):
+    rows = _zhang_toy_rows(ratios, gd=False)
+    for r in ratios:
+        rows += [{"kind": "theory", "ratio": r, "rho": x, "theory": x / r} for x in (-0.9, 0.9)]
+    return rows
+
+
+def _deep_rows():
+    rows = []
+    for Lf in (1, 2, 3, 4):
+        for rho in (-0.5, 0.0, 0.5):
+            base = {"L_f": Lf, "rho": rho, "ratio": 2.0, "init_scale": 0.1}
+            tr = float(mdln.theory.time_ratio_deep_toy(4, Lf, rho, 2.0, 0.1))
+            rows.append(base | {"kind": "formula", "time_ratio": tr})
+            rows.append(base | {"kind": "reduced", "time_ratio": tr * 1.01, "success": True})
+            rows.append(base | {"kind": "aligned", "time_ratio": tr * 1.01, "success": True})
+            for s in range(2):
+                ok = not (Lf == 4 and rho == -0.5 and s == 1)
+                rows.append(base | {"kind": "random", "seed": s, "success": ok,
+                                    "time_ratio": 11.0 if not ok else tr * 0.9})  # fmt: skip
+    return rows, {"settings": {"init_scale": 0.1}}
+
+
+def _trajectory_rows():
+    rows, summary = [], {}
+    ts = np.linspace(0, 1500, 60)
+    for name in ("late", "early"):
+        for rho in (0.0, 0.5, -0.5):
+            step = lambda t0: 1 / (1 + np.exp(-(ts - t0) / 10))  # noqa: E731
+            rows += [{"fusion": name, "rho": rho, "epoch": t, "loss_normalized": 1 - a,
+                      "W_A": a, "W_B": b} for t, a, b in zip(ts, step(100), step(450))]  # fmt: skip
+            summary[f"{name}_rho={rho:g}"] = {"t_A_theory_epochs": 100.0,
+                                              "t_B_theory_epochs": 450.0,
+                                              "plateau_theory": 0.2}  # fmt: skip
+    return rows, summary
+
+
+def _zhang_figures() -> dict:
+    """Every zhang2024 figure, from synthetic rows (theory curves are the library's)."""
+    figs = {}
+    figs["toy-time-ratio"] = toy.plot_time_ratio(_zhang_toy_rows())
+    figs["misattribution"] = toy.plot_misattribution(_mis_rows())
+    rows, summary = trajectories.summarize_heatmaps({"n": 6})
+    figs["heatmaps"] = trajectories.plot_heatmaps(rows, summary)
+    figs["trajectories"] = trajectories.plot_trajectories(*_trajectory_rows())
+    rows, summary = _deep_rows()
+    figs["deep-rho"] = deep.plot_deep(rows, summary, "rho")
+    loss_rows = [
+        {"L_f": Lf, "kind": k, "epoch": e, "loss_normalized": 1 / (1 + e / 100)}
+        for Lf in (1, 2, 3, 4)
+        for k in ("random", "aligned")
+        for e in (1, 100, 1e4)
+    ]
+    figs["deep-loss"] = deep.plot_deep_loss(loss_rows, {"plateau_theory": 0.2})
+    sup = superficial.summarize_superficial(
+        {"ts": np.linspace(0, 20, 30), "loss": np.linspace(1, 0, 30),
+         "m": {"plateau_loss": [0.64], "initial_loss": [1.0]}, "L(M_A)/L(M_0)": 0.64,
+         "L(M_B)/L(M_0)": 0.36, "learned_first": "A"}
+    )  # fmt: skip
+    figs["superficial"] = superficial.plot_superficial(*sup)
+    rc = [{"theory": t, "sim_u0_1e-9": t * 1.1, "sim_u0_1e-100": t, "success_1e-9": True,
+           "success_1e-100": True} for t in (2.0, 5.0, 12.0)]  # fmt: skip
+    figs["random-cov"] = random_cov.plot_random_cov(rc)
+    conv = [{"rho": rho, "ratio": r, "ln_1_over_u0": ell, "leading_order": 4.0,
+             "reduced": 4 + 1 / ell, "first_order": 4 + 0.9 / ell, "sim_aligned": 4 + 1 / ell,
+             "sim_random": 4 + 1.2 / ell, "success_aligned": True, "success_random": True}
+            for rho, r in convergence._PAIRS for ell in (5.0, 20.0, 60.0)]  # fmt: skip
+    figs["init-convergence"] = convergence.plot_init_convergence(conv)
+    gen, gsum = [], {}
+    for n in (70, 700):
+        for name in ("early", "late"):
+            gen += [{"fusion": name, "n": n, "epoch": e, "loss_normalized": 1 / (1 + e),
+                     "E_g": 0.5} for e in (0.0, 100.0, 1e4)]  # fmt: skip
+            gsum[f"{name}_n={n}"] = {"predicted_final_E_g": 0.5, "E_g_unimodal_M_A": 0.8}
+    figs["generalization"] = generalization.plot_generalization(gen, gsum)
+    xor, xsum = [], {}
+    for name in ("early", "late"):
+        for sg in (1.0, 2.0, 3.0):
+            base = {"fusion": name, "sigma_A": sg, "seed": 0}
+            xor += [base | {"epoch": e, "loss_normalized": 1 / (1 + e)} for e in (1.0, 1e3)]
+            xor += [base | {"unit": u, "w_B1": np.cos(u), "w_B2": np.sin(u), "w_A": u - 2.0,
+                            "w_out": 1.0 - u / 3} for u in range(5)]  # fmt: skip
+            xsum[f"{name}_sigmaA={sg:g}_seed=0"] = {"xor_directions_used": 4}
+    figs["xor"] = relu.plot_xor(xor, xsum)
+    dig = [{"L_f": Lf, "epoch": e, "acc_A": 0.9, "acc_B": 0.1 + e / 4000, "acc_AB": 0.9,
+            "loss": 1 / (1 + e)} for Lf in (1, 2, 3, 4) for e in (0, 1000, 3000)]  # fmt: skip
+    figs["digits"] = relu.plot_digits(dig, {"settings": {"lr": 0.2}})
+    if "weight-decay" in FIGURES:  # registered with its module
+        wd = importlib.import_module("multimodal_dln.experiments.zhang2024.weight_decay")
+        wd_rows = [{"fusion": f, "rho": rho, "lambda_over_lambda_c": x, "W_A": 1.0, "W_B": 0.5,
+                    "time_ratio": 2.0} for f in ("late", "early") for rho in wd._RHOS
+                   for x in (0.0, 0.5)]  # fmt: skip
+        figs["weight-decay"] = FIGURES["weight-decay"].plot(wd_rows, {})
+    return figs
+
+
+@pytest.fixture(scope="module")
+def zhang_figures():
+    return _zhang_figures()
+
+
+def test_every_reproduction_figure_follows_the_style(zhang_figures):
+    """Legends explain every mark drawn (not titles), every legend entry shows its mark, every
+    axis with tick labels is labelled, no title or label is clipped or lies over another panel
+    (e.g. a y label over the neighbouring colour bar)."""
+    assert set(zhang_figures) == set(FIGURES) - {"deep-ratio", "deep-init"}  # same plot_deep
+    bad = {name: p for name, fig in zhang_figures.items() if (p := _style_problems(fig))}
+    assert not bad, bad
+
+
+def test_one_time_axis(zhang_figures, run):
+    """Every time axis is gradient-flow time t with the one label (no 'epoch' axes)."""
+    labels = {
+        ax.get_xlabel() for fig in zhang_figures.values() for ax in fig.axes if ax.get_xlabel()
+    }
+    assert not [lab for lab in labels if "epoch" in lab.lower()], labels
+    for name in ("trajectories", "superficial", "deep-loss", "generalization", "xor", "digits"):
+        assert _style.TIME_LABEL in {ax.get_xlabel() for ax in zhang_figures[name].axes}, name
+    traj = figures.plot_trajectory(run.trajectory[0], None, jax.tree.map(lambda a: a[0], run.stats))
+    assert {ax.get_xlabel() for ax in traj.axes} == {_style.TIME_LABEL}
+    assert not _style_problems(traj)
+    # rows in the paper's epochs at lr 0.04 are drawn at t = epochs x 0.04; digits at its lr
+    late0 = zhang_figures["trajectories"].axes[0]
+    assert late0.lines[0].get_xdata()[-1] == pytest.approx(1500 * 0.04)
+    dig = zhang_figures["digits"].axes[0]
+    assert dig.lines[0].get_xdata()[-1] == pytest.approx(3000 * 0.2)
+
+
+def test_heatmap_panels_titled_with_labelled_colour_bars(zhang_figures):
+    fig = zhang_figures["heatmaps"]
+    maps = [ax for ax in fig.axes if ax.collections and ax.get_xlabel()]
+    bars = [ax for ax in fig.axes if ax not in maps]
+    assert len(maps) == 2 and len(bars) == 2
+    assert all(ax.get_title() for ax in maps)
+    assert all(ax.get_ylabel() for ax in bars)
+
+
+def test_a_value_has_one_colour_in_every_figure():
+    """sigma_A / sigma_B = 1.5 is the same colour whatever else a figure shows (before, the
+    colour followed the position in the figure's list: blue in one figure, red in another)."""
+    label = "$\\sigma_A/\\sigma_B$ = 1.5"
+    a = figures.plot_time_ratio(_fake_rows(ratios=(1.5, 2.0)))
+    b = figures.plot_time_ratio(_fake_rows(ratios=(1.0, 1.5, 3.0)))
+    c = toy.plot_time_ratio(_zhang_toy_rows(ratios=(1.5, 3.0), rhos=(0.0,), gd=False))
+    d = figures.plot_misattribution(_fake_rows(ratios=(1.5,)))
+    colors = {_color_of(f, label) for f in (a, b, c, d)}
+    assert len(colors) == 1
+    # the sweep report keys by value too (its legend says r = ...)
+    members = sweeps.product(rho=[0.0, 0.5], ratio=[1.5, 2.0]).members()
+    rows = [m | dict.fromkeys(sweeps.COLUMNS[len(sweeps.AXIS_NAMES):], math.nan)
+            | {"time_ratio": 3.0, "success": True, "status": "OK", "reason": "ok",
+               "num_steps": 10, "theory_time_ratio": 3.0} for m in members]  # fmt: skip
+    fig = sweep_report.plot_sweep(to_frame([], rows, sweeps.COLUMNS), x="rho", hue="ratio")
+    assert _color_of(fig, "r = 1.5") in colors
+    # distinct values get distinct colours, integer axes a fixed table
+    ratios = [_style.value_color("ratio", r) for r in (1.0, 1.5, 2.0, 3.0)]
+    assert len(set(ratios)) == 4
+    assert _style.value_color("fusion_layer", 4) == matplotlib.colors.to_rgba("#e41a1c")
+    deep_fig = deep.plot_deep(*_deep_rows(), "rho")
+    assert _color_of(deep_fig, "$L_f$ = 4") == tuple(np.round(_style.value_color("L_f", 4), 6))
+
+
+def test_simulation_points_are_medians_and_say_so():
+    """The open circle is the median over seeds, as in the tables, and the legend says so."""
+    rows = _fake_rows(rhos=(0.0,), ratios=(2.0,), seeds=3)
+    for r, tr in zip(rows, (1.0, 2.0, 10.0), strict=True):
+        r.update(time_ratio=tr, success=True)
+    fig = figures.plot_time_ratio(rows)
+    circles = [ln for ln in fig.axes[0].lines if ln.get_marker() == "o" and ln.get_markersize() > 5]
+    assert [float(ln.get_ydata()[0]) for ln in circles] == [2.0]  # mean would be 4.33
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "simulation (median over seeds)" in texts and not any("mean" in t for t in texts)
+    assert not _style_problems(fig)
+
+
+def test_unconverged_members_are_counted_not_drawn():
+    fig = deep.plot_deep(*_deep_rows(), "rho")
+    ys = np.concatenate([ln.get_ydata() for ln in fig.axes[0].lines if ln.get_marker() == "^"])
+    assert 11.0 not in ys
+    assert "1 unconverged" in fig.axes[0].get_title()
+
+
+def test_greedy_figures_follow_the_style(tmp_path):
+    """Digits: accuracy and d_util on separately labelled axes; toy: the legend, not the title,
+    explains the vertical lines; both files saved with nothing clipped."""
+    stats = {"mean": 0.5, "std": 0.01}
+    summary = {alg: {k: stats for k in wu_digits.SUMMARY_KEYS} | {"d_util": {"mean": -0.4,
+               "std": 0.02}} for alg in ("vanilla", "balanced", "random")}  # fmt: skip
+    captured = {}
+    real_savefig = wu_digits.savefig
+
+    def keep(fig, path, **kw):
+        captured[path.name] = fig
+        return real_savefig(fig, path, **kw)
+
+    rows = [{"rho": rho, "Q": q, "alpha": None if q is None else 0.01, "t_A": 4.0, "t_B": 20.0}
+            for rho in (0.5, 0.0) for q in (None, 1, 5)]  # fmt: skip
+    curves = [{"rho": r["rho"], "Q": r["Q"], "t": t, "d_util": -1 + t / 100, "d_speed": -1.0}
+              for r in rows for t in (0.5, 5.0, 50.0)]  # fmt: skip
+    patch = unittest.mock.patch.object
+    with patch(wu_digits, "savefig", keep), patch(wu_toy, "savefig", keep):
+        wu_digits.plot_digits(summary, tmp_path)
+        wu_toy.plot_toy(rows, curves, tmp_path)
+    assert set(captured) == {"greedy_digits.png", "greedy_toy_dutil.png", "greedy_toy_dspeed.png"}
+    for name, fig in captured.items():
+        assert not _style_problems(fig), name
+        assert _is_png(tmp_path / name)
+    acc, dutil = (ax for ax in captured["greedy_digits.png"].axes)
+    assert "accuracy" in acc.get_ylabel() and "d_{util}" in dutil.get_ylabel()
+    assert all(p.get_height() > 0 for p in acc.patches)
+    assert all(p.get_height() < 0 for p in dutil.patches)
+    toy_fig = captured["greedy_toy_dutil.png"]
+    assert "vertical" not in toy_fig._suptitle.get_text()
+    assert {ax.get_xlabel() for ax in toy_fig.axes} == {_style.TIME_LABEL}

@@ -18,5 +18,7 @@ integrate themselves; docs/sweeps.md), the one batch builder with one seed polic
 infrastructure (private modules, documented in their docstrings; JSON / CSV I/O is the core's
 `multimodal_dln._io`):
 
-- `_plotting`: figures without global matplotlib state, the colour table, `savefig`.
+- `_plotting`: figures without global matplotlib state, `savefig`;
+- `_style`: the one figure style (colours, value-keyed colours of swept quantities, marks,
+  the gradient-flow time axis, legends that show every mark).
 """

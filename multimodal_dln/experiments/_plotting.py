@@ -3,13 +3,13 @@
 Figures are `matplotlib.figure.Figure` objects with an Agg canvas attached, never created
 through `pyplot`: nothing switches the backend (``matplotlib.use`` is never called; set
 ``MPLBACKEND=Agg`` for headless `pyplot` use elsewhere), no figure is registered globally, so
-loops, threads and tests leak nothing and need no ``close``.
+loops, threads and tests leak nothing and need no ``close``. The style (colours, marks, the
+time axis, legends) is `_style`'s.
 
-- `COLORS`: the colour table (Zhang et al. 2024, figures: modality A blue, B fuchsia, loss
-  black; the generalization error red).
-- `set1(n)`: n colours of the 'Set1' colormap (sweep series), cycling after 9.
+- `COLORS`: the colour table (re-exported from `_style`).
 - `new_figure(figsize, nrows=1, ncols=1, layout="constrained", **subplots_kw)`:
-  ``(fig, axes)`` like ``pyplot.subplots``.
+  ``(fig, axes)`` like ``pyplot.subplots``; the constrained layout keeps titles, labels and
+  colour bars inside the figure and off each other.
 - `savefig(fig, path, dpi=150, **kw)`: creates the parent folder, saves, returns the path (a
   figure that `pyplot` does manage is closed after saving).
 """
@@ -23,17 +23,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "new_figure", "savefig", "set1"]
+from ._style import COLORS
 
-COLORS = {"A": "tab:blue", "B": "fuchsia", "loss": "black", "E_g": "red"}
-
-
-def set1(n: int) -> list:
-    """n RGBA colours from the 'Set1' colormap, in order (cycling after its 9 colours)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["Set1"]
-    return [cmap(i % cmap.N) for i in range(n)]
+__all__ = ["COLORS", "new_figure", "savefig"]
 
 
 def new_figure(figsize, nrows: int = 1, ncols: int = 1, *, layout="constrained", **subplots_kw):

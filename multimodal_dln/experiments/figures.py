@@ -1,9 +1,10 @@
 """Figures in the paper's style: time ratio and misattribution against a swept parameter.
 
-Conventions (Zhang et al. 2024's figures): modality A blue, B fuchsia, loss black; theory as
-lines, linear-network simulations as open circles; sweep colours from the 'Set1' colormap;
-about 4 x 3 inches. The trajectory figure (`plot_trajectory`) lives in `trajectory_plot` and is
-re-exported here.
+Style (`_style`, shared by every figure of the experiments): theory as lines, linear-network
+simulations as open circles (the median over seeds; each seed a faint dot); a swept value has
+the same colour in every figure (`_style.value_color`: e.g. sigma_A/sigma_B = 1.5 always the
+same colour); legends, not titles, explain every mark; about 5.6 x 3.4 inches. The trajectory
+figure (`plot_trajectory`) lives in `trajectory_plot` and is re-exported here.
 
 Everything is drawn on `matplotlib.figure.Figure` objects with the Agg canvas (`_plotting`),
 never through `pyplot`, so no global figure state is created or leaked. Each function returns
@@ -26,7 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import theory
-from ._plotting import COLORS, new_figure, savefig, set1
+from . import _style
+from ._plotting import COLORS, new_figure, savefig
+from ._style import MARKS, NEUTRAL, mark_handle, value_colors
 from .trajectory_plot import plot_trajectory
 
 __all__ = [
@@ -37,14 +40,7 @@ __all__ = [
     "plot_trajectory",
 ]
 
-_LABELS = {
-    "rho": ("correlation $\\rho$", "$\\rho$"),
-    "ratio": ("variance ratio $\\sigma_A/\\sigma_B$", "$\\sigma_A/\\sigma_B$"),
-    "init_scale": ("initialization $u_0$", "$u_0$"),
-    "fusion_layer": ("fusion layer $L_f$", "$L_f$"),
-    "depth": ("depth $L$", "$L$"),
-    "seed": ("seed", "seed"),
-}
+_LABELS = _style.VALUE_LABELS
 _SERIES_KEYS = ("depth", "fusion_layer", "rho", "ratio", "init_scale")
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v")
@@ -85,11 +81,7 @@ def _require(rows, cols):
 
 
 def _fmt_value(key, v) -> str:
-    if key == "init_scale":
-        return f"{v:.0e}" if v < 1e-2 else f"{v:g}"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
+    return _style.fmt_value(key, v)
 
 
 def _short(key) -> str:
@@ -119,13 +111,17 @@ def _series(rows, x, hue):
 
 
 def _hue_colors(hue, hues, hue_order) -> dict:
-    if hue_order is None:
-        return dict(zip(hues, set1(len(hues)), strict=True))
-    order = list(hue_order)
-    missing = [h for h in hues if h not in order]
-    if missing:
-        raise ValueError(f"hue_order lacks the {hue} value(s) {missing} present in the rows.")
-    return dict(zip(order, set1(len(order)), strict=True))
+    """{hue value: colour}: keyed by the value (`_style.value_color`), so a value has the same
+    colour in every figure; `hue_order` orders the legend (it must hold every value)."""
+    if hue_order is not None:
+        missing = [h for h in hues if h not in list(hue_order)]
+        if missing:
+            raise ValueError(f"hue_order lacks the {hue} value(s) {missing} present in the rows.")
+        hues = [h for h in hue_order if h in hues]
+    if hue is None:
+        return {}
+    colors = value_colors(hue, hues)
+    return {h: colors[h] for h in hues}
 
 
 def _dense(x, xs):
@@ -145,18 +141,19 @@ def _dense(x, xs):
 
 
 def _point_stats(rs, x, ycol):
-    """Per x value: the mean and every seed's value, over successful rows only (a failed
-    member has no phase values: it is never drawn as a point)."""
+    """Per x value: the median and every seed's value, over successful rows only (a failed
+    member has no phase values: it is never drawn as a point). The median, as in the tables
+    (`summary.summarize`, `sweep_report.summary_table`)."""
     xs = sorted({r[x] for r in rs})
-    mean, pts_x, pts_y = [], [], []
+    med, pts_x, pts_y = [], [], []
     for xv in xs:
         ys = [r[ycol] for r in rs if r[x] == xv and r.get("success", True)]
         ys = [y for y in ys if y is not None and math.isfinite(y)]
         pts_x += [xv] * len(ys)
         pts_y += ys
-        mean.append(float(np.mean(ys)) if ys else np.nan)
+        med.append(float(np.median(ys)) if ys else np.nan)
     arr = lambda a: np.asarray(a, float)  # noqa: E731
-    return arr(xs), np.asarray(mean), arr(pts_x), arr(pts_y)
+    return arr(xs), np.asarray(med), arr(pts_x), arr(pts_y)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,21 +171,21 @@ def _draw_theory(ax, theory_fn, x, xs, fixed, color, style) -> bool:
     if x == "fusion_layer":
         ax.plot(dense, th, ls="none", marker="_", ms=14, mew=2, color=color)
     else:
-        ax.plot(dense, th, ls=_LINESTYLES[style % len(_LINESTYLES)], lw=1.2, color=color)
+        ax.plot(dense, th, ls=_LINESTYLES[style % len(_LINESTYLES)], lw=1.5, color=color)
     return True
 
 
 def _draw_series(ax, series, x, hue, others, colors, ycol, theory_fn):
-    """Points, means and theory of every series; returns (style per other-key, drew theory)."""
+    """Points, medians and theory of every series; returns (style per other-key, drew theory)."""
     style_of: dict[tuple, int] = {}
     drew_theory = False
     for fixed, rs in series:
-        color = colors[fixed.get(hue)] if hue is not None else set1(1)[0]
+        color = colors[fixed.get(hue)] if hue is not None else NEUTRAL
         style = style_of.setdefault(tuple(fixed[k] for k in others), len(style_of))
-        xs, mean, px, py = _point_stats(rs, x, ycol)
+        xs, med, px, py = _point_stats(rs, x, ycol)
         marker = _MARKERS[style % len(_MARKERS)]
-        ax.plot(px, py, ls="none", marker=marker, ms=3, color=color, alpha=0.3, mew=0)
-        ax.plot(xs, mean, ls="none", marker=marker, ms=6, mfc="none", mec=color, mew=1.3)
+        ax.plot(px, py, color=color, **(MARKS["member"] | {"marker": marker}))
+        ax.plot(xs, med, color=color, **(MARKS["simulation"] | {"marker": marker, "ms": 6}))
         if theory_fn is not None:
             drew_theory |= _draw_theory(ax, theory_fn, x, xs, fixed, color, style)
     return style_of, drew_theory
@@ -209,13 +206,15 @@ def _axes_style(ax, rows, x, logy, ylabel) -> None:
     ax.set_ylabel(ylabel)
 
 
-def _legend(ax, hue, hues, colors, others, style_of, drew_theory, legend_theory) -> None:
+def _legend(ax, hue, hues, colors, others, style_of, drew_theory, legend_theory, x) -> None:
     handles = []
     if hue is not None:
         handles += [
-            Line2D([], [], color=colors[h], lw=2, label=f"{_short(hue)} = {_fmt_value(hue, h)}")
-            for h in hues
-        ]
+            Line2D([], [], color=colors[h], lw=1.5, marker="o", mfc="none", ms=5,
+                   ls="-" if drew_theory and x != "fusion_layer" else "none",
+                   label=f"{_short(hue)} = {_fmt_value(hue, h)}")
+            for h in colors
+        ]  # fmt: skip
     for other_key, style in style_of.items():
         if others:
             label = ", ".join(
@@ -225,12 +224,15 @@ def _legend(ax, hue, hues, colors, others, style_of, drew_theory, legend_theory)
             handles.append(
                 Line2D([], [], color="gray", ls=ls, marker=marker, mfc="none", label=label)
             )
-    handles.append(
-        Line2D([], [], ls="none", marker="o", mfc="none", mec="gray", label="simulation (mean)")
-    )
+    handles.append(mark_handle("simulation", "simulation (median over seeds)"))
+    handles.append(mark_handle("member", "each seed"))
     if drew_theory:
-        handles.append(Line2D([], [], color="gray", lw=1.2, label=legend_theory))
-    ax.legend(handles=handles, fontsize="x-small", frameon=False, loc="best")
+        if x == "fusion_layer":
+            handles.append(Line2D([], [], ls="none", marker="_", ms=14, mew=2, color=NEUTRAL,
+                                  label=legend_theory))  # fmt: skip
+        else:
+            handles.append(mark_handle("theory", legend_theory))
+    _style.legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 _SETTING_WORDS = {"flow": "gradient flow", "gd": "gradient descent"}
@@ -277,8 +279,10 @@ def _scatter_plot(
     fig, ax = (ax.figure, ax) if ax is not None else new_figure(figsize)
     style_of, drew = _draw_series(ax, series, x, hue, others, colors, ycol, theory_fn)
     _axes_style(ax, rows, x, logy, ylabel)
-    _legend(ax, hue, hues, colors, others, style_of, drew, legend_theory)
-    ax.set_title(title if title is not None else _subtitle(rows, x, hue, others), fontsize="small")
+    _legend(ax, hue, hues, colors, others, style_of, drew, legend_theory, x)
+    ax.set_title(
+        title if title is not None else _subtitle(rows, x, hue, others), fontsize="small", wrap=True
+    )
     return fig
 
 
@@ -322,18 +326,19 @@ def plot_toy_measure(
     hue_order=None,
     title: str | None = None,
     path: str | os.PathLike | None = None,
-    figsize=(4.5, 3.4),
+    figsize=(5.6, 3.4),
     dpi: int = 150,
 ) -> Figure:
     """One toy-sweep measurement `y` ("time_ratio" or "misattribution") against `x`.
 
-    Simulations: mean over seeds as open circles, each seed as a faint dot. Failed runs
+    Simulations: median over seeds as open circles, each seed as a faint dot. Failed runs
     (status not OK) are never drawn: they have no phase values (the title counts them).
     Series differing in another varying column get their own marker and line style. `x`,
     `hue` name columns (rho, ratio, init_scale, fusion_layer). `logy` defaults to the
-    measurement's natural scale (log for the time ratio). `hue_order` fixes the hue values'
-    colours (Set1 in that order), e.g. to keep colours consistent between figures that show
-    different subsets. `ax` draws into an existing Axes; `path` also saves the figure.
+    measurement's natural scale (log for the time ratio). Colours follow the hue *value*
+    (`_style.value_color`), the same in every figure; `hue_order` orders the legend (and must
+    hold every hue value of the rows). `ax` draws into an existing Axes; `path` also saves
+    the figure.
     """
     spec = _TOY_MEASURES[y]
     fig = _scatter_plot(

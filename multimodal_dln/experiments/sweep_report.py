@@ -10,9 +10,10 @@ swept, a summary table, and a figure against the swept axis.
   most values), one colour per `hue` value (default: the next varying axis), other varying
   axes as marker shapes; each successful member a faint dot, the median an open circle, the
   theory column (`theory_time_ratio` / `theory_misattribution`, for every fusion depth) a
-  dashed line of the same colour. Colours follow the hue *value* (a sequential colormap over
-  the sorted values), so a value keeps its colour in every figure of the same axis range.
-  Legends, not titles, explain marks; the title lists only the fixed settings, wrapped to fit.
+  dashed line of the same colour. Colours follow the hue *value* (`_style.value_color`: a
+  fixed range per axis, e.g. ratio 1.5 has the same colour in every figure; only axes without
+  a known range, such as width, are coloured by position among their values). Legends, not
+  titles, explain marks; the title lists only the fixed settings, wrapped to fit.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from matplotlib.lines import Line2D
 
 from ..sweeps import AXIS_NAMES
 from ._plotting import new_figure, savefig
+from ._style import value_colors
 
 __all__ = ["plot_sweep", "summary_table", "varying_axes"]
 
@@ -82,13 +84,10 @@ def _choose(df, x, hue):
     return x, hue
 
 
-def _hue_colors(values) -> dict:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
-    vals = sorted(values, key=lambda v: (isinstance(v, str), v))
-    n = max(len(vals) - 1, 1)
-    return {v: cmap(0.9 * i / n) for i, v in enumerate(vals)}
+def _hue_colors(hue, values) -> dict:
+    """{value: colour}, keyed by the value where the axis has a fixed range (`_style`)."""
+    vals = [v.item() if isinstance(v, np.generic) else v for v in values]
+    return value_colors(hue, vals)
 
 
 def _x_positions(df, x):
@@ -112,7 +111,7 @@ def plot_sweep(df, y: str = "time_ratio", x: str | None = None, hue: str | None 
     ok = df[df["success"]].copy()
     ok["_x"], cats = _x_positions(ok, x)
     theory = _THEORY.get(y)
-    colors = _hue_colors(df[hue].dropna().unique()) if hue else {None: "0.2"}
+    colors = _hue_colors(hue, df[hue].dropna().unique()) if hue else {None: "0.2"}
     combos = sorted(ok.groupby(others).groups) if others else [()]
     combos = [c if isinstance(c, tuple) else (c,) for c in combos]
     handles = []

@@ -16,6 +16,7 @@ from .. import theory
 from .._measurements import measure
 from .._status import Status
 from ._plotting import COLORS, new_figure, savefig
+from ._style import MARKS, TIME_LABEL, legend, line_handle, mark_handle
 
 __all__ = ["plot_trajectory"]
 
@@ -92,28 +93,31 @@ def _modalities(traj, w):
     return a, b, a_end, b_end, scalar, label
 
 
-def _draw_weights(ax, ts, traj, w, stats) -> None:
+def _draw_weights(ax, ts, traj, w, stats) -> list:
+    """The A and B curves (and W_A^uni, scalar modalities); returns their legend handles."""
     a, b, a_end, b_end, scalar, label = _modalities(traj, w)
-    ax.plot(ts, a / _safe(a_end), color=COLORS["A"], lw=1.5, label="A")
-    ax.plot(ts, b / _safe(b_end), color=COLORS["B"], lw=1.5, label="B")
+    ax.plot(ts, a / _safe(a_end), color=COLORS["A"], lw=1.5)
+    ax.plot(ts, b / _safe(b_end), color=COLORS["B"], lw=1.5)
+    handles = [line_handle("modality A", COLORS["A"]), line_handle("modality B", COLORS["B"])]
     if scalar:
         w_uni = _scalar(stats.unimodal_weights("A"))
         rel = w_uni / _safe(a_end)
-        ax.axhline(
-            rel,
-            color=COLORS["A"],
-            ls=":",
-            lw=0.9,
-            label=f"$W_A^{{uni}}/W_A^{{tot}}(\\mathrm{{end}})$ = {rel:.3g}",
-        )
+        ax.axhline(rel, color=COLORS["A"], ls="-.", lw=0.9)
+        text = f"theory $W_A^{{uni}}/W_A^{{tot}}(\\mathrm{{end}})$ = {rel:.3g}"
+        handles.append(line_handle(text, COLORS["A"], ls="-.", lw=0.9))
     ax.set_ylabel(label)
+    return handles
 
 
-def _mark_times(axes, t_A, t_B, xscale, t_hi) -> None:
+def _mark_times(axes, t_A, t_B, xscale, t_hi) -> list:
+    """Dotted vertical lines at t_A and t_B (labelled in place); returns their legend handles."""
+    shown = []
     for ax in axes:
         for t, name, c in ((t_A, "A", COLORS["A"]), (t_B, "B", COLORS["B"])):
             if math.isfinite(t) and (xscale == "linear" or t > 0):
-                ax.axvline(t, color=c, ls=":", lw=1.2)
+                ax.axvline(t, color=c, **MARKS["phase_time"])
+                if ax is axes[0]:
+                    shown.append((name, c))
                 ax.annotate(
                     f"$t_{name}$",
                     xy=(t, 0.0),
@@ -124,10 +128,10 @@ def _mark_times(axes, t_A, t_B, xscale, t_hi) -> None:
                     fontsize="small",
                 )
         ax.set_xscale(xscale)
-        ax.set_xlabel("time $t$ (gradient-flow units)")
+        ax.set_xlabel(TIME_LABEL)
         if xscale == "linear":
             ax.set_xlim(0, t_hi)
-        ax.legend(fontsize="x-small", frameon=False, loc="best")
+    return [mark_handle("phase_time", f"$t_{n}$ (measured)", c) for n, c in shown]
 
 
 def plot_trajectory(
@@ -147,13 +151,14 @@ def plot_trajectory(
     - left: loss / initial loss (black), with the unimodal plateau L(M_A)/L(0) dashed;
     - right: W_A^tot and W_B^tot divided by their final values (A blue, B fuchsia); for
       scalar modalities the signed weights (so the plateau of W_A at W_A^uni / W_A^tot(inf) =
-      1 + rho/r on the toy data shows, dotted), otherwise Frobenius norms.
+      1 + rho/r on the toy data shows, dash-dotted), otherwise Frobenius norms.
 
-    t_A and t_B are dotted vertical lines in both panels, labelled in the modality colours.
+    t_A and t_B are dotted vertical lines in both panels, labelled in the modality colours;
+    the legends explain every line.
     `traj_member` is one member (`traj[i]`), `measurements_member` its `measure(...)` entry
-    (computed if None), `stats` the statistics it trained on (one member). Time is in
-    gradient-flow units (for GD, steps x lr). The x-axis runs to the end of the run
-    (or `t_max`); `xscale` "linear" (as in the paper) or "log".
+    (computed if None), `stats` the statistics it trained on (one member). Time is
+    gradient-flow time t (for GD, steps x lr; `_style.TIME_LABEL`). The x-axis runs to the end
+    of the run (or `t_max`); `xscale` "linear" (as in the paper) or "log".
     """
     traj, m, stats = _one_run(traj_member, measurements_member, stats)
     if xscale not in ("linear", "log"):
@@ -161,13 +166,19 @@ def plot_trajectory(
     ts, loss, w, t_hi = _curves(traj, t_max, xscale)
     l0 = float(np.asarray(traj.loss)[0])
     fig, (ax_l, ax_w) = new_figure(figsize, ncols=2)
-    ax_l.plot(ts, loss / _safe(l0), color=COLORS["loss"], lw=1.5, label="loss")
+    ax_l.plot(ts, loss / _safe(l0), color=COLORS["loss"], lw=1.5)
     plateau = float(theory.plateau_loss(stats)) / _safe(l0)
-    ax_l.axhline(plateau, color="0.4", ls="--", lw=1, label=f"$L(M_A)/L(0)$ = {plateau:.3g}")
+    ax_l.axhline(plateau, color="0.4", ls="--", lw=1)
     ax_l.set_ylabel("loss / initial loss")
-    _draw_weights(ax_w, ts, traj, w, stats)
+    w_handles = _draw_weights(ax_w, ts, traj, w, stats)
     t_A, t_B = float(m.t_A), float(m.t_B)
-    _mark_times((ax_l, ax_w), t_A, t_B, xscale, t_hi)
+    t_handles = _mark_times((ax_l, ax_w), t_A, t_B, xscale, t_hi)
+    l_handles = [
+        line_handle("loss", COLORS["loss"]),
+        line_handle(f"theory $L(M_A)/L(0)$ = {plateau:.3g}", "0.4", ls="--", lw=1),
+    ]
+    legend(ax_l, l_handles + t_handles, loc="best")
+    legend(ax_w, w_handles + t_handles, loc="best")
     if bool(np.asarray(m.success)):
         sub = f"$t_A$ = {t_A:.4g}, $t_B$ = {t_B:.4g}, $t_B/t_A$ = {t_B / t_A:.4g}"
     else:

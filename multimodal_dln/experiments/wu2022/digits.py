@@ -17,6 +17,7 @@ import numpy as np
 
 from ... import Dataset, TwoHeadFusionNet, greedy
 from .._plotting import new_figure, savefig
+from .._style import legend, line_handle, patch_handle, value_color
 from ._common import finite_or_none
 
 __all__ = ["SUMMARY_KEYS", "digits_experiment", "digits_views", "plot_digits"]
@@ -168,19 +169,33 @@ def digits_experiment(
 
 
 def plot_digits(summary, out_dir, prefix: str = "greedy_digits"):
-    """Bar chart of test / unimodal accuracies and d_util per algorithm; returns the path."""
+    """Two panels, each with its own labelled axis: test / unimodal accuracies (left) and
+    d_util (right) per algorithm, mean +- std over seeds (as the docs/greedy.md table);
+    returns the path."""
     algs = list(summary)
-    keys = ("test_accuracy", "unimodal0_accuracy", "unimodal1_accuracy", "d_util")
-    fig, ax = new_figure((7.5, 3.4), layout=None)
+    panels = (
+        (("test_accuracy", "unimodal0_accuracy", "unimodal1_accuracy"),
+         ["both views", "A only ($f_0'$)", "B only ($f_1'$)"], "test accuracy",
+         "test input"),
+        (("d_util",), [], "$d_{util} = u(B|A) - u(A|B)$", ""),
+    )  # fmt: skip
+    fig, axes = new_figure((8.4, 3.4), 1, 2, width_ratios=[3, 1.3])
     w = 0.8 / len(algs)
-    for j, alg in enumerate(algs):
-        m = [summary[alg][k]["mean"] for k in keys]
-        s = [summary[alg][k]["std"] for k in keys]
-        ax.bar(np.arange(len(keys)) + j * w, m, w, yerr=s, label=alg, capsize=2)
-    ax.set_xticks(np.arange(len(keys)) + w * (len(algs) - 1) / 2)
-    ax.set_xticklabels(["test acc", "A-only acc (f0')", "B-only acc (f1')", "d_util"])
-    ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=8)
-    ax.set_title("digits, two noisy views, two-head ReLU net (mean ± std over seeds)")
-    fig.tight_layout()
+    for ax, (keys, ticks, ylabel, xlabel) in zip(axes, panels, strict=True):
+        for j, alg in enumerate(algs):
+            m = [summary[alg][k]["mean"] for k in keys]
+            s = [summary[alg][k]["std"] for k in keys]
+            color = value_color("algorithm", alg)
+            ax.bar(np.arange(len(keys)) + j * w, m, w, yerr=s, color=color, capsize=2)
+        ax.set_xticks(np.arange(len(ticks)) + w * (len(algs) - 1) / 2, ticks)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylim(0, 1)
+    axes[0].set_title("accuracy", fontsize=10)
+    axes[1].set_title("conditional utilization", fontsize=10)
+    handles = [patch_handle(alg, value_color("algorithm", alg)) for alg in algs]
+    handles.append(line_handle("$\\pm$ std over seeds", "k", ls="none", marker="_", ms=6))
+    legend(fig, handles, loc="outside right upper", fontsize=8)
+    fig.suptitle("digits, two noisy views, two-head ReLU net (bars: mean over seeds)",
+                 fontsize=10)  # fmt: skip
     return savefig(fig, Path(out_dir) / f"{prefix}.png", dpi=110)

@@ -17,6 +17,7 @@ import numpy as np
 from ... import greedy, theory
 from ..._constants import AUTHORS_LR
 from .._plotting import new_figure, savefig
+from .._style import TIME_LABEL, legend, line_handle, value_color
 from ._common import WU2022_REFERENCE_TOY, ToySetting, run_row
 
 __all__ = ["curve_rows", "plot_toy", "toy_experiment"]
@@ -70,51 +71,63 @@ def curve_rows(rows, run, lr: float = AUTHORS_LR) -> list[dict]:
     return out
 
 
+def _run_name(q) -> str:
+    return "vanilla" if q is None else f"balanced Q={q}"
+
+
 def _panel(ax, rows, curves, rho, field, alpha):
+    """One rho: every member's curve in its algorithm's colour (`_style.CATEGORY_COLORS`),
+    its t_A (dotted) and t_B (dashed) as faint vertical lines of the same colour."""
     for r in (r for r in rows if r["rho"] == rho):
         sel = [c for c in curves if c["rho"] == rho and c["Q"] == r["Q"] and c["t"] >= 0.5]
         # before t = 0.5 the prediction is ~0 and the rates are noise
-        lab = "vanilla" if r["Q"] is None else f"balanced Q={r['Q']}"
-        ls = "-" if r["Q"] is None else ("--" if r["Q"] == 1 else ":")
-        ax.plot([c["t"] for c in sel], [c[field] for c in sel], ls, label=lab)
-        col = ax.lines[-1].get_color()
-        for t_x, sty in ((r["t_A"], "-"), (r["t_B"], "--")):
+        col = value_color("algorithm", _run_name(r["Q"]))
+        ax.plot([c["t"] for c in sel], [c[field] for c in sel], color=col, lw=1.4)
+        for t_x, sty in ((r["t_A"], ":"), (r["t_B"], "--")):
             if t_x:
-                ax.axvline(t_x, color=col, alpha=0.35, lw=0.8, ls=sty)
+                ax.axvline(t_x, color=col, alpha=0.5, lw=0.9, ls=sty)
     ax.set_xscale("log")
     if field == "d_speed":
         ax.set_yscale("symlog", linthresh=0.1)
         if alpha:
             for a in (alpha, -alpha):
-                ax.axhline(a, color="gray", lw=0.5, ls=":")
-    ax.set_title(f"rho = {rho:g}")
-    ax.set_xlabel("t = steps x lr")
+                ax.axhline(a, color="gray", lw=0.6, ls="-.")
+    ax.set_title(f"$\\rho$ = {rho:g}", fontsize=10)
+    ax.set_xlabel(TIME_LABEL)
     ax.axhline(0, color="k", lw=0.5)
 
 
 def plot_toy(rows, curves, out_dir, prefix: str = "greedy_toy"):
-    """d_util(t) and d_speed(t) for every member (one panel per rho), gradient-flow time on a
-    log axis. Writes `<prefix>_dutil.png` and `<prefix>_dspeed.png`; returns the paths."""
+    """d_util(t) and d_speed(t) for every member (one panel per rho) against gradient-flow time
+    t = steps x lr on a log axis; the legend explains colours and lines. Writes
+    `<prefix>_dutil.png` and `<prefix>_dspeed.png`; returns the paths."""
     out_dir = Path(out_dir)
     rhos = sorted({r["rho"] for r in rows}, reverse=True)
     alpha = next((r["alpha"] for r in rows if r["alpha"] is not None), None)
+    runs = list(dict.fromkeys(_run_name(r["Q"]) for r in rows))
     paths = []
     for field, label, name in (
         ("d_util", "$d_{util}$", "dutil"),
         ("d_speed", "$d_{speed}$", "dspeed"),
     ):
-        size = (4.2 * len(rhos), 3.4)
+        size = (3.9 * len(rhos) + 2.2, 3.4)
         share = field == "d_util"
-        fig, axes = new_figure(size, 1, len(rhos), layout=None, squeeze=False, sharey=share)
+        fig, axes = new_figure(size, 1, len(rhos), squeeze=False, sharey=share)
         for ax, rho in zip(axes[0], rhos, strict=True):
             _panel(ax, rows, curves, rho, field, alpha)
-        axes[0, 0].set_ylabel(label)
-        axes[0, 0].legend(fontsize=8)
+        for ax in axes[0] if not share else axes[0, :1]:
+            ax.set_ylabel(label)
+        handles = [line_handle(run, value_color("algorithm", run), lw=1.4) for run in runs]
+        handles += [line_handle("$t_A$ (first crossing)", ls=":", lw=0.9),
+                    line_handle("$t_B$ (first crossing)", ls="--", lw=0.9)]  # fmt: skip
+        if field == "d_speed" and alpha:
+            handles.append(line_handle(f"$\\pm\\alpha$ = $\\pm${alpha:g}", "gray", ls="-.",
+                                       lw=0.6))  # fmt: skip
+        legend(fig, handles, loc="outside right upper", fontsize=8)
         fig.suptitle(
-            f"{label}(t): two-layer late fusion, toy data (ratio 2), vanilla vs balanced "
-            "(vertical lines: t_A solid, t_B dashed)",
+            f"{label}(t): two-layer late fusion, toy data ($\\sigma_A/\\sigma_B$ = 2), "
+            "vanilla vs balanced training",
             fontsize=10,
         )
-        fig.tight_layout()
         paths.append(savefig(fig, out_dir / f"{prefix}_{name}.png", dpi=110))
     return paths

@@ -15,8 +15,9 @@
 - `rel_stats`: the agreement summary (median / max / p90 of |sim / ref - 1|) every entry writes.
 - `entrywise_effective_scale`, `toy_settings`, `toy_runs`: the two-layer toy setting.
 
-Times are gradient-flow times t (tau = 1); plots use the authors' epochs t / AUTHORS_LR
-(docs/theory.md §1, §7).
+Times are gradient-flow times t (tau = 1). Rows and summaries give some times as the
+authors' epochs t / AUTHORS_LR (``epoch``, ``*_epochs``); the figures draw every time axis in
+t (`experiments._style.TIME_LABEL`; docs/theory.md §1, §7).
 """
 
 from __future__ import annotations

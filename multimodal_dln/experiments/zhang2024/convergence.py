@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import Statistics, sweeps, theory
-from .._plotting import new_figure, set1
+from .._plotting import new_figure
+from .._style import MARKS, legend, line_handle, mark_handle
 from ._common import measured, rel_stats, toy_settings
 
 __all__ = ["plot_init_convergence", "simulate_init_convergence", "summarize_init_convergence"]
@@ -106,22 +107,41 @@ def summarize_init_convergence(sim) -> tuple[list[dict], dict]:
     return rows, summary
 
 
+_PAIR_COLORS = ("#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00")
+"""One fixed colour per (rho, ratio) pair of `_PAIRS` (keyed by the pair, not by position)."""
+
+
 def plot_init_convergence(rows, summary=None):
-    """|ratio / leading order - 1| against ln(1/u0) on log-log axes, one colour per pair."""
+    """|ratio / leading order - 1| against ln(1/u0) on log-log axes, one colour per (rho, r)
+    pair: the reduced dynamics (solid), the first-order formula (dashed), the aligned-init
+    network (open squares) and the authors' random init (open circles)."""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    fig, ax = new_figure((4.6, 3.5), layout=None)
-    for c, (rr, ra) in zip(set1(len(_PAIRS)), _PAIRS, strict=True):
+    fig, ax = new_figure((6.0, 3.6))
+    colors = dict(zip(_PAIRS, _PAIR_COLORS, strict=True))
+    handles = []
+    for rr, ra in _PAIRS:
+        c = colors[(rr, ra)]
         sel = [r for r in rows if r["rho"] == rr and r["ratio"] == ra]
         ell = [r["ln_1_over_u0"] for r in sel]
 
-        def err(key, sel=sel):
-            return [abs(r[key] / r["leading_order"] - 1) for r in sel]
+        def err(key, sel=sel, ok=None):
+            return [abs(r[key] / r["leading_order"] - 1) if ok is None or r[ok] else np.nan
+                    for r in sel]  # fmt: skip
 
-        ax.plot(ell, err("reduced"), "-", color=c, lw=1.3, label=f"$\\rho$={rr:g}, r={ra:g}")
-        ax.plot(ell, err("first_order"), "--", color=c, lw=1)
-        ax.plot(ell, err("sim_aligned"), "s", mfc="none", color=c, ms=5)
-        ax.plot(ell, err("sim_random"), "o", mfc="none", color=c, ms=4)
+        ax.plot(ell, err("reduced"), color=c, ls="-", lw=1.3)
+        ax.plot(ell, err("first_order"), color=c, **MARKS["first_order"])
+        ax.plot(ell, err("sim_aligned", ok="success_aligned"), color=c,
+                **(MARKS["simulation"] | {"marker": "s"}))  # fmt: skip
+        ax.plot(ell, err("sim_random", ok="success_random"), color=c,
+                **(MARKS["random_init"] | {"marker": "o", "ms": 4}))  # fmt: skip
+        handles.append(line_handle(f"$\\rho$ = {rr:g}, $r$ = {ra:g}", c, lw=1.3))
+    handles += [
+        line_handle("reduced dynamics (exact, finite $u_0$)"),
+        mark_handle("first_order", "first-order formula"),
+        mark_handle("simulation", "network, aligned init", marker="s"),
+        mark_handle("random_init", "network, random init", marker="o", ms=4),
+    ]
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"$\ln(1/u_0)$")
@@ -129,6 +149,6 @@ def plot_init_convergence(rows, summary=None):
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel(r"$|(t_B/t_A)\,/\,$leading order$ - 1|$")
-    ax.set_title("late fusion L = 2: — reduced, -- 1st order, □ aligned, o random", fontsize=8)
-    ax.legend(fontsize=6, frameon=False)
+    ax.set_title("two-layer late fusion, toy data ($r = \\sigma_A/\\sigma_B$)", fontsize=9)
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

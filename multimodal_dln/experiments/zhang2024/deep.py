@@ -17,7 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import sweeps, theory
-from .._plotting import new_figure, set1
+from .._plotting import new_figure
+from .._style import (
+    MARKS,
+    TIME_LABEL,
+    epochs_to_time,
+    legend,
+    line_handle,
+    mark_handle,
+    plain_log_y,
+    value_color,
+    value_handle,
+)
 from ._common import AUTHORS_LR, CACHE, built, concat, flow, reduced, rel_stats
 
 __all__ = [
@@ -195,28 +206,41 @@ _DENSE = {
 
 def plot_deep(rows, summary, sweep: str):
     """F6b-d: the integral formula (lines), the reduced dynamics (dashed), aligned-init networks
-    (circles), random-init networks (triangles; unconverged members are not drawn)."""
+    (open circles), random-init networks (open triangles); one colour per fusion layer
+    (`_style.value_color`). Members that did not converge are not drawn (the title counts
+    them)."""
     dense, xlabel = _DENSE[sweep]
     u0 = summary["settings"]["init_scale"]
-    fig, ax = new_figure((4.4, 3.4), layout=None)
-    cols = dict(zip((4, 3, 2, 1), set1(4), strict=True))
+    fig, ax = new_figure((5.6, 3.6))
     for Lf in (4, 3, 2, 1):
-        c = cols[Lf]
+        c = value_color("fusion_layer", Lf)
 
         def pts(kind, ok_only=False, Lf=Lf):
             sel = [r for r in rows if r["L_f"] == Lf and r["kind"] == kind]
             sel = [r for r in sel if r["success"]] if ok_only else sel
             return [r[_X[sweep]] for r in sel], [r["time_ratio"] for r in sel]
 
-        ax.plot(dense, _theory_curve(sweep, Lf, dense, u0), color=c, lw=1.5, label=f"$L_f$ = {Lf}")
-        ax.plot(*pts("reduced"), "--", color=c, lw=1)
-        ax.plot(*pts("aligned"), "o", mfc="none", color=c, ms=5)
-        ax.plot(*pts("random", ok_only=True), "^", mfc="none", color=c, ms=4, alpha=0.8)
-    ax.set_yscale("log")
+        ax.plot(dense, _theory_curve(sweep, Lf, dense, u0), color=c, **MARKS["theory"])
+        ax.plot(*pts("reduced"), color=c, **MARKS["reduced"])
+        ax.plot(*pts("aligned", ok_only=True), color=c, **MARKS["aligned"])
+        ax.plot(*pts("random", ok_only=True), color=c, **(MARKS["random_init"] | {"alpha": 0.8}))
+    plain_log_y(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"time ratio $t_B/t_A$")
-    ax.set_title("L = 4: lines formula, -- reduced, o aligned, △ random init", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    failed = sum(1 for r in rows if r["kind"] in ("aligned", "random") and not r["success"])
+    note = f"; {failed} unconverged network(s) not drawn" if failed else ""
+    fixed = {"rho": f"$\\sigma_A/\\sigma_B$ = 2, $u_0$ = {u0:g}",
+             "ratio": f"$\\rho$ = 0, $u_0$ = {u0:g}",
+             "init": "$\\rho$ = 0, $\\sigma_A/\\sigma_B$ = 2"}[sweep]  # fmt: skip
+    ax.set_title(f"L = 4, {fixed}{note}", fontsize=8, wrap=True)
+    handles = [value_handle("fusion_layer", Lf, ls="-", marker=None) for Lf in (4, 3, 2, 1)]
+    handles += [
+        mark_handle("theory", "integral formula (leading order)"),
+        mark_handle("reduced", "reduced dynamics (finite $u_0$)"),
+        mark_handle("aligned", "network, aligned init"),
+        mark_handle("random_init", "network, random init (each seed)"),
+    ]
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -258,25 +282,27 @@ def summarize_deep_loss(camp) -> tuple[list[dict], dict]:
 
 
 def plot_deep_loss(rows, summary):
-    """F6a: random init solid, aligned dashed; dotted: the plateau L(M_A) / L(M_0) = 0.2."""
-    fig, ax = new_figure((4.4, 3.2), layout=None)
-    cols = dict(zip((4, 3, 2, 1), set1(4), strict=True))
+    """F6a: loss / L(0) against gradient-flow time t, random init solid, aligned dashed, one
+    colour per fusion layer; dotted: the plateau L(M_A) / L(M_0) = 0.2."""
+    fig, ax = new_figure((5.6, 3.4))
     for Lf in (4, 3, 2, 1):
         for kind, ls in (("random", "-"), ("aligned", "--")):
             sel = [r for r in rows if r["L_f"] == Lf and r["kind"] == kind]
-            ax.plot(
-                [r["epoch"] for r in sel],
-                [r["loss_normalized"] for r in sel],
-                ls,
-                color=cols[Lf],
-                lw=1.3,
-                label=f"$L_f$ = {Lf}" if kind == "random" else None,
-            )
-    ax.axhline(summary["plateau_theory"], color="0.6", ls=":", lw=1)
+            ax.plot(epochs_to_time([r["epoch"] for r in sel]),
+                    [r["loss_normalized"] for r in sel], ls=ls,
+                    color=value_color("fusion_layer", Lf), lw=1.3)  # fmt: skip
+    ax.axhline(summary["plateau_theory"], color="0.6", **MARKS["reference"])
     ax.set_xscale("log")
-    ax.set_xlim(10, None)
-    ax.set_xlabel(f"epoch (lr {AUTHORS_LR:g})")
+    ax.set_xlim(float(epochs_to_time(10.0)), None)
+    ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("loss / initial loss")
     ax.set_title(r"L = 4, $\sigma_A/\sigma_B$ = 2, $\rho$ = 0, $u_0$ = 0.1", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    handles = [value_handle("fusion_layer", Lf, ls="-", marker=None) for Lf in (4, 3, 2, 1)]
+    handles += [
+        line_handle("random init (first seed)", lw=1.3),
+        line_handle("aligned init", ls="--", lw=1.3),
+        line_handle(f"theory plateau $L(M_A)/L(0)$ = {summary['plateau_theory']:.2g}", "0.6",
+                    **MARKS["reference"]),
+    ]  # fmt: skip
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

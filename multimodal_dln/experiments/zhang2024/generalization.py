@@ -18,6 +18,7 @@ import numpy as np
 
 from ... import Statistics, generalization_error_curve, gradient_flow, sample, sweeps, theory
 from .._plotting import COLORS, new_figure
+from .._style import MARKS, TIME_LABEL, epochs_to_time, legend, line_handle
 from ._common import AUTHORS_LR, built, concat, entrywise_effective_scale
 
 __all__ = [
@@ -129,23 +130,31 @@ def summarize_generalization(sim) -> tuple[list[dict], dict]:
 
 def plot_generalization(rows, summary):
     """F7: one panel per (fusion, P): loss / L(0), E_g, predicted final E_g (dashed) and the
-    unimodal E_g (dotted)."""
-    fig, axes = new_figure((8.6, 5.6), 2, 2, layout=None, sharex=True)
+    unimodal E_g (dotted) against gradient-flow time t."""
+    fig, axes = new_figure((9.6, 5.6), 2, 2, sharex=True, sharey=True)
+    linthresh = float(epochs_to_time(100.0))
     for j, n in enumerate(_NS):
         for i, (_, name) in enumerate(_FUSIONS):
             sel = [r for r in rows if r["fusion"] == name and r["n"] == n]
-            ts = [r["epoch"] for r in sel]
+            ts = epochs_to_time([r["epoch"] for r in sel])
             s = summary[f"{name}_n={n}"]
             ax = axes[i, j]
-            loss = [r["loss_normalized"] for r in sel]
-            ax.plot(ts, loss, color=COLORS["loss"], lw=1.3, label="loss / L(0)")
-            ax.plot(ts, [r["E_g"] for r in sel], color=COLORS["E_g"], lw=1.3, label="$E_g$")
-            ax.axhline(s["predicted_final_E_g"], color=COLORS["E_g"], ls="--", lw=0.8)
-            ax.axhline(s["E_g_unimodal_M_A"], color="0.5", ls=":", lw=0.8)
-            ax.set_xscale("symlog", linthresh=100)
+            ax.plot(ts, [r["loss_normalized"] for r in sel], color=COLORS["loss"], lw=1.3)
+            ax.plot(ts, [r["E_g"] for r in sel], color=COLORS["E_g"], lw=1.3)
+            ax.axhline(s["predicted_final_E_g"], color=COLORS["E_g"], **MARKS["prediction"])
+            ax.axhline(s["E_g_unimodal_M_A"], color="0.5", **MARKS["reference"])
+            ax.set_xscale("symlog", linthresh=linthresh)
             ax.set_title(f"{name} fusion, {n} training samples", fontsize=9)
             ax.set_ylim(0, 1.2)
             if i == 1:
-                ax.set_xlabel(f"epoch (lr {AUTHORS_LR:g})")
-    axes[0, 0].legend(fontsize=7, frameon=False)
+                ax.set_xlabel(TIME_LABEL)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss / $L(0)$;  $E_g$")
+    legend(fig, [
+        line_handle("training loss / $L(0)$", COLORS["loss"], lw=1.3),
+        line_handle("generalization error $E_g$", COLORS["E_g"], lw=1.3),
+        line_handle("predicted final $E_g$ (early: min-norm; late: reduced dynamics)",
+                    COLORS["E_g"], **MARKS["prediction"]),
+        line_handle("$E_g$ of the unimodal solution $M_A$", "0.5", **MARKS["reference"]),
+    ], loc="outside lower center", ncols=2)  # fmt: skip
     return fig

@@ -20,6 +20,7 @@ import numpy as np
 
 from ... import Statistics, sweeps, theory
 from .._plotting import new_figure
+from .._style import MARKS, legend, line_handle, mark_handle
 from ._common import entrywise_effective_scale, measured, reduced, rel_stats
 
 __all__ = [
@@ -150,20 +151,24 @@ def summarize_random_cov(sim) -> tuple[list[dict], dict]:
 
 
 def plot_random_cov(rows, summary=None):
-    """F4e: simulation against theory for both initializations, axes 0-20 with the identity."""
-    fig, ax = new_figure((4.0, 3.6), layout=None)
+    """F4e: simulation against theory for both initializations (open circles; failed members
+    not drawn), axes 0-20 with the identity line."""
+    fig, ax = new_figure((5.6, 3.8))
+    handles = []
     for tag, color, label in (
-        ("1e-9", "tab:gray", "init 1e-9 (entrywise)"),
-        ("1e-100", "k", "u0 = 1e-100 (aligned)"),
+        ("1e-9", "tab:gray", "entrywise init 1e-9"),
+        ("1e-100", "k", "aligned init $u_0$ = 1e-100"),
     ):
         sel = [r for r in rows if r[f"success_{tag}"]]
         x, y = [r["theory"] for r in sel], [r[f"sim_u0_{tag}"] for r in sel]
-        ax.plot(x, y, "o", mfc="none", color=color, ms=4, label=label)
+        ax.plot(x, y, color=color, **(MARKS["simulation"] | {"ms": 4}))
+        handles.append(mark_handle("simulation", f"simulation, {label}", color, ms=4))
     ax.plot([0, 20], [0, 20], color="tab:red", lw=1)
+    handles.append(line_handle("simulation = theory", "tab:red", lw=1))
     ax.set_xlim(0, 20)
     ax.set_ylim(0, 20)
-    ax.set_xlabel("Theory")
-    ax.set_ylabel("Experiment")
-    ax.set_title("Time ratio, random covariances (D = 20)", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_xlabel("time ratio $t_B/t_A$, theory (norm formula)")
+    ax.set_ylabel("time ratio $t_B/t_A$, simulation")
+    ax.set_title("random covariances, D = 20, two-layer late fusion", fontsize=9)
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

@@ -16,6 +16,7 @@ import numpy as np
 
 from ... import Dataset, gradient_descent, sweeps
 from .._plotting import COLORS, new_figure
+from .._style import TIME_LABEL, epochs_to_time, legend, line_handle, value_color
 from ._common import AUTHORS_LR, built, concat
 
 __all__ = [
@@ -147,10 +148,17 @@ def summarize_xor(sim) -> tuple[list[dict], dict]:
 
 
 def plot_xor(rows, summary):
-    """Per fusion: the B inputs' first-layer weights (W_B1, W_B2) of each hidden unit (scaled by
-    its output weight) at seed 0, coloured by its A weight (early fusion, as the authors') or by
-    its output weight (late fusion, whose B units have no A weight); right: loss / L(0)."""
-    fig, axes = new_figure((12, 5.4), 2, 4, layout=None)
+    """Per fusion (row): the B inputs' first-layer weights (W_B1, W_B2) of each hidden unit
+    (scaled by its output weight) at seed 0, coloured by its A weight x |output weight| (early
+    fusion, as the authors') or by its output weight (late fusion, whose B units have no A
+    weight), each divided by the panel's largest magnitude (one colour bar per row); right:
+    loss / L(0) against gradient-flow time t (GD at lr AUTHORS_LR), one colour per sigma_A."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig, axes = new_figure((13, 6.0), 2, 4)
+    cbar_label = {1: "unit's A weight x |output weight|\n(/ largest in panel)",
+                  2: "unit's output weight\n(/ largest in panel)"}  # fmt: skip
     for r, (Lf, name) in enumerate(_FUSIONS):
         for j, sg in enumerate(_SIGMAS):
             sel = [x for x in rows if x["fusion"] == name and x["sigma_A"] == sg and x["seed"] == 0]
@@ -161,23 +169,30 @@ def plot_xor(rows, summary):
             cmax = np.abs(col).max() + 1e-12
             lim = max(0.3, 1.1 * np.abs(sc).max())
             ax = axes[r, j]
-            ax.scatter(sc[:, 0], sc[:, 1], c=col, cmap="coolwarm", s=10, vmin=-cmax, vmax=cmax)
-            ax.set_xlabel("$W_{B1}$", fontsize=8)
-            ax.set_ylabel("$W_{B2}$", fontsize=8)
+            ax.scatter(sc[:, 0], sc[:, 1], c=col / cmax, cmap="coolwarm", s=10, vmin=-1, vmax=1)
+            ax.set_xlabel("$|w_{out}|\\,W_{B1}$", fontsize=8)
+            ax.set_ylabel("$|w_{out}|\\,W_{B2}$", fontsize=8)
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
             used = summary[f"{name}_sigmaA={sg:g}_seed=0"]["xor_directions_used"]
-            ax.set_title(f"{name}, $\\sigma_A$ = {sg:g}: {used} XOR dirs", fontsize=8)
+            ax.set_title(f"{name} fusion, $\\sigma_A$ = {sg:g}: {used} XOR directions",
+                         fontsize=8)  # fmt: skip
             curve = [x for x in sel if "epoch" in x]
             axes[r, 3].plot(
-                [x["epoch"] for x in curve],
+                epochs_to_time([x["epoch"] for x in curve]),
                 [x["loss_normalized"] for x in curve],
-                label=f"$\\sigma_A$ = {sg:g}",
+                color=value_color("sigma_A", sg),
             )
-        axes[r, 3].set_xscale("log")
-        axes[r, 3].set_title(f"{name} fusion: loss / L(0)", fontsize=8)
-        axes[r, 3].legend(fontsize=6, frameon=False)
+        sm = ScalarMappable(Normalize(-1, 1), "coolwarm")
+        fig.colorbar(sm, ax=axes[r, :3].tolist(), label=cbar_label[Lf], shrink=0.9)
+        ax = axes[r, 3]
+        ax.set_xscale("log")
+        ax.set_title(f"{name} fusion: training loss (seed 0)", fontsize=8)
+        ax.set_xlabel(TIME_LABEL, fontsize=8)
+        ax.set_ylabel("loss / $L(0)$", fontsize=8)
+        legend(ax, [line_handle(f"$\\sigma_A$ = {sg:g}", value_color("sigma_A", sg))
+                    for sg in _SIGMAS], fontsize=6)  # fmt: skip
     return fig
 
 
@@ -293,19 +308,34 @@ def summarize_digits(sim) -> tuple[list[dict], dict]:
 
 
 def plot_digits(rows, summary=None):
-    """Test accuracy per view (A blue, B fuchsia, A&B dashed) and the normalized loss."""
-    fig, axes = new_figure((13, 3.0), 1, 4, layout=None, sharey=True)
+    """Test accuracy per view (A blue, B fuchsia, both views dashed) and the training loss
+    (right axis, thin black) per fusion layer, against gradient-flow time t = epochs x lr."""
+    lr = (summary or {}).get("settings", {}).get("lr", _digits_settings(False)["lr"])
+    fig, axes = new_figure((13, 3.4), 1, 4, sharey=True)
+    twins = []
     for Lf in (1, 2, 3, 4):
         sel = [r for r in rows if r["L_f"] == Lf]
-        ep = [r["epoch"] for r in sel]
+        t = epochs_to_time([r["epoch"] for r in sel], lr)
         loss = np.array([r.get("loss", np.nan) for r in sel])
         ax = axes[Lf - 1]
-        ax.plot(ep, [r["acc_A"] for r in sel], color=COLORS["A"], label="A")
-        ax.plot(ep, [r["acc_B"] for r in sel], color=COLORS["B"], label="B")
-        ax.plot(ep, [r["acc_AB"] for r in sel], "k--", lw=1, label="A&B")
-        ax.plot(ep, loss / np.nanmax(loss), color=COLORS["loss"], lw=0.8, label="loss (norm.)")
-        ax.set_title(f"$L_f$ = {Lf}", fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.plot(t, [r["acc_A"] for r in sel], color=COLORS["A"])
+        ax.plot(t, [r["acc_B"] for r in sel], color=COLORS["B"])
+        ax.plot(t, [r["acc_AB"] for r in sel], "k--", lw=1)
+        ax.set_ylim(0, 1.02)
+        tw = ax.twinx()
+        tw.plot(t, loss / np.nanmax(loss), color=COLORS["loss"], lw=0.8, alpha=0.6)
+        tw.set_ylim(0, 1.02)
+        twins.append(tw)
+        ax.set_title(f"L = 4, $L_f$ = {Lf}", fontsize=9)
+        ax.set_xlabel(TIME_LABEL, fontsize=8)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=7, frameon=False)
+    for tw in twins[:-1]:
+        tw.tick_params(labelright=False)
+    twins[-1].set_ylabel("training loss / max")
+    legend(axes[0], [
+        line_handle("input A only", COLORS["A"]),
+        line_handle("input B only", COLORS["B"]),
+        line_handle("both views", "k", ls="--", lw=1),
+        line_handle("training loss (right axis)", COLORS["loss"], lw=0.8, alpha=0.6),
+    ], loc="center right")  # fmt: skip
     return fig

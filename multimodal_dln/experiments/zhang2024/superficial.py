@@ -13,6 +13,7 @@ import numpy as np
 
 from ... import theory
 from .._plotting import COLORS, new_figure
+from .._style import TIME_LABEL, epochs_to_time, legend, line_handle, patch_handle
 from ._common import AUTHORS_LR, toy_runs
 
 __all__ = ["plot_superficial", "simulate_superficial", "summarize_superficial"]
@@ -57,31 +58,47 @@ def summarize_superficial(sim) -> tuple[list[dict], dict]:
 
 
 def plot_superficial(rows, summary):
-    """F5: boundaries (left) and the loss trajectory with L(M_A), L(M_B) (right)."""
+    """F5: boundaries (left) and the loss trajectory with L(M_A), L(M_B) against gradient-flow
+    time t (right)."""
+    from matplotlib.lines import Line2D
+
     bnd = [r for r in rows if "sigma_ratio" in r]
     x = np.array([r["sigma_ratio"] for r in bnd])
     pri = np.array([r["prioritization"] for r in bnd])
     con = np.array([r["contribution"] for r in bnd])
     curve = [r for r in rows if "epoch" in r]
-    fig, axes = new_figure((8.4, 3.2), 1, 2, layout=None)
+    fig, axes = new_figure((9.4, 3.4), 1, 2)
     ax = axes[0]
-    ax.plot(x, pri, "k-", label="prioritization")
-    ax.plot(x, con, "k--", label="contribution")
+    ax.plot(x, pri, "k-")
+    ax.plot(x, con, "k--")
     ax.fill_between(x, np.minimum(pri, con), np.maximum(pri, con), color="red", alpha=0.4, lw=0)
     ax.plot([_RATIO], [_W[0] / _W[1]], "k*", ms=8)
     ax.set_xlim(0.02, 3)
     ax.set_ylim(0, 3)
-    ax.set_xlabel(r"$\sigma_A/\sigma_B$")
-    ax.set_ylabel(r"$w_A^*/w_B^*$")
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_xlabel(r"variance ratio $\sigma_A/\sigma_B$")
+    ax.set_ylabel(r"teacher weight ratio $w_A^*/w_B^*$")
+    ax.set_title("which modality is learned first (theory)", fontsize=9)
+    legend(ax, [
+        line_handle("prioritization boundary $(\\sigma_A/\\sigma_B)^{-2}$", "k"),
+        line_handle("contribution boundary $(\\sigma_A/\\sigma_B)^{-1}$", "k", ls="--"),
+        patch_handle("learned first, contributes less", "red", alpha=0.4),
+        Line2D([], [], ls="none", marker="*", ms=8, color="k",
+               label=f"the run on the right, $w^*$ = {_W}"),
+    ], loc="upper right")  # fmt: skip
     ax = axes[1]
-    ts = [r["epoch"] for r in curve]
+    ts = epochs_to_time([r["epoch"] for r in curve])
     ax.plot(ts, [r["loss_normalized"] for r in curve], color=COLORS["loss"])
     la, lb = summary["L(M_A)/L(M_0)"], summary["L(M_B)/L(M_0)"]
-    ax.axhline(la, color=COLORS["A"], ls=":", lw=1, label=f"L(M_A) = {la:.2f}")
-    ax.axhline(lb, color=COLORS["B"], ls=":", lw=1, label=f"L(M_B) = {lb:.2f}")
-    ax.set_xlim(0, min(float(ts[-1]), 400))
-    ax.set_xlabel(f"epoch (lr {AUTHORS_LR:g})")
+    ax.axhline(la, color=COLORS["A"], ls=":", lw=1)
+    ax.axhline(lb, color=COLORS["B"], ls=":", lw=1)
+    ax.set_xlim(0, min(float(ts[-1]), float(epochs_to_time(400.0))))
+    ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("loss / initial loss")
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(f"two-layer late fusion, $\\sigma_A/\\sigma_B$ = {_RATIO:g}, "
+                 f"$w^*$ = {_W}, $\\rho$ = 0", fontsize=9)  # fmt: skip
+    legend(ax, [
+        line_handle("loss / $L(0)$", COLORS["loss"]),
+        line_handle(f"theory $L(M_A)/L(0)$ = {la:.2f}", COLORS["A"], ls=":", lw=1),
+        line_handle(f"theory $L(M_B)/L(0)$ = {lb:.2f}", COLORS["B"], ls=":", lw=1),
+    ], loc="upper right")  # fmt: skip
     return fig

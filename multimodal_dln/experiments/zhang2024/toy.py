@@ -16,7 +16,8 @@ import numpy as np
 
 from ... import Statistics, sample, sweeps, theory
 from ..._seeding import DATA_STREAM, keys_for
-from .._plotting import new_figure, set1
+from .._plotting import new_figure
+from .._style import MARKS, legend, mark_handle, plain_log_y, value_color, value_handle
 from ._common import AUTHORS_LR, CACHE, measured, rel_stats, toy_settings
 
 __all__ = [
@@ -212,33 +213,40 @@ def summarize_time_ratio(sw) -> tuple[list[dict], dict]:
 
 
 def plot_time_ratio(rows, summary=None):
-    """F4c: theory (lines), gradient flow (o), GD (small squares; dotted: the GD-corrected
-    formula), ReLU (x); one colour per variance ratio."""
-    fig, ax = new_figure((4.4, 3.4), layout=None)
+    """F4c: theory (lines), gradient flow (open circles), GD (small squares; dotted: the
+    GD-corrected formula), ReLU (crosses); one colour per variance ratio (`_style.value_color`).
+    Failed members are not drawn."""
+    fig, ax = new_figure((5.6, 3.6))
     ratios = sorted({r["ratio"] for r in rows})
-    cols = dict(zip(ratios[::-1], set1(len(ratios)), strict=True))
 
-    def pts(kind, r, ok_only=False):
-        sel = [x for x in rows if x["kind"] == kind and x["ratio"] == r]
-        sel = [x for x in sel if x["success"]] if ok_only else sel
+    def pts(kind, r):
+        sel = [x for x in rows if x["kind"] == kind and x["ratio"] == r and x["success"]]
         return [x["rho"] for x in sel], [x["time_ratio"] for x in sel]
 
-    has_gd = any(x["kind"] == "gd" for x in rows)
+    has = {k: any(x["kind"] == k for x in rows) for k in ("flow", "gd", "relu")}
     for r in ratios:
-        c = cols[r]
-        label = f"$\\sigma_A/\\sigma_B$ = {r:g}"
-        ax.plot(_DENSE, theory.time_ratio_toy(_DENSE, r), color=c, lw=1.5, label=label)
-        ax.plot(*pts("flow", r, ok_only=True), "o", mfc="none", color=c, ms=5)
-        if has_gd:
-            ax.plot(*pts("gd", r), "s", mfc="none", color=c, ms=3, alpha=0.7)
+        c = value_color("ratio", r)
+        ax.plot(_DENSE, theory.time_ratio_toy(_DENSE, r), color=c, **MARKS["theory"])
+        ax.plot(*pts("flow", r), color=c, **MARKS["simulation"])
+        if has["gd"]:
+            ax.plot(*pts("gd", r), color=c, **MARKS["gd"])
             stats = _toy_stats(_DENSE, np.full_like(_DENSE, r))
-            ax.plot(_DENSE, theory.time_ratio_two_layer_gd(stats, AUTHORS_LR), ":", color=c, lw=0.8)
-        ax.plot(*pts("relu", r), "x", color=c, ms=6)
-    ax.set_yscale("log")
+            gd_th = theory.time_ratio_two_layer_gd(stats, AUTHORS_LR)
+            ax.plot(_DENSE, gd_th, color=c, **MARKS["gd_theory"])
+        ax.plot(*pts("relu", r), color=c, **MARKS["relu"])
+    plain_log_y(ax)
     ax.set_xlabel(r"correlation $\rho$")
     ax.set_ylabel(r"time ratio $t_B/t_A$")
-    ax.set_title("two-layer late fusion: lines theory, o GF, □ GD, × ReLU", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(r"two-layer late fusion, toy data ($r = \sigma_A/\sigma_B$)", fontsize=9)
+    handles = [value_handle("ratio", r, ls="-", marker=None) for r in ratios]
+    handles += [mark_handle("theory", "theory $1 + (r^2-1)/(1-\\rho^2)$"),
+                mark_handle("simulation", "linear, gradient flow")]  # fmt: skip
+    if has["gd"]:
+        handles += [mark_handle("gd", f"linear, GD (lr {AUTHORS_LR:g})"),
+                    mark_handle("gd_theory", "theory with GD correction")]  # fmt: skip
+    if has["relu"]:
+        handles.append(mark_handle("relu", "ReLU, gradient flow"))
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -286,24 +294,25 @@ def summarize_misattribution(sw) -> tuple[list[dict], dict]:
 
 
 def plot_misattribution(rows, summary=None):
-    """F4d: theory rho / r (lines), gradient flow (o), ReLU (x)."""
-    fig, ax = new_figure((4.4, 3.4), layout=None)
-    cols = dict(zip((3.0, 2.0, 1.5), set1(3), strict=True))
-    for r in (1.5, 2.0, 3.0):
-        ax.plot(_DENSE, _DENSE / r, color=cols[r], lw=1.5, label=f"$\\sigma_A/\\sigma_B$ = {r:g}")
-        for kind, mk in (("flow", "o"), ("relu", "x")):
+    """F4d: theory rho / r (lines), gradient flow (open circles), ReLU (crosses); one colour
+    per variance ratio (`_style.value_color`). Failed members are not drawn."""
+    fig, ax = new_figure((5.6, 3.6))
+    ratios = sorted({r["ratio"] for r in rows if r["kind"] == "theory"})
+    for r in ratios:
+        c = value_color("ratio", r)
+        ax.plot(_DENSE, _DENSE / r, color=c, **MARKS["theory"])
+        for kind, mark in (("flow", "simulation"), ("relu", "relu")):
             sel = [x for x in rows if x["kind"] == kind and x["ratio"] == r and x["success"]]
-            ax.plot(
-                [x["rho"] for x in sel],
-                [x["misattribution"] for x in sel],
-                mk,
-                mfc="none" if mk == "o" else None,
-                color=cols[r],
-                ms=5,
-            )
+            x_, y_ = [x["rho"] for x in sel], [x["misattribution"] for x in sel]
+            ax.plot(x_, y_, color=c, **MARKS[mark])
     ax.axhline(0, color="0.7", lw=0.5)
     ax.set_xlabel(r"correlation $\rho$")
-    ax.set_ylabel(r"$W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$")
-    ax.set_title(r"misattribution: lines $\rho/(\sigma_A/\sigma_B)$, o GF, × ReLU", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_ylabel(r"misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$")
+    ax.set_title(r"two-layer late fusion, toy data ($r = \sigma_A/\sigma_B$)", fontsize=9)
+    handles = [value_handle("ratio", r, ls="-", marker=None) for r in ratios]
+    handles += [mark_handle("theory", "theory $\\rho / r$"),
+                mark_handle("simulation", "linear, gradient flow")]  # fmt: skip
+    if any(x["kind"] == "relu" for x in rows):
+        handles.append(mark_handle("relu", "ReLU, gradient flow"))
+    legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig

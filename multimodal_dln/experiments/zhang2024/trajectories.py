@@ -12,6 +12,7 @@ import numpy as np
 
 from ... import theory
 from .._plotting import COLORS, new_figure
+from .._style import MARKS, TIME_LABEL, epochs_to_time, legend, line_handle, mark_handle
 from ._common import AUTHORS_LR, entrywise_effective_scale, toy_runs, toy_settings
 
 __all__ = [
@@ -92,29 +93,42 @@ def summarize_trajectories(sim) -> tuple[list[dict], dict]:
 
 
 def plot_trajectories(rows, summary):
-    """F2/F3: loss (black), W_A / W_A(end) (blue), W_B / W_B(end) (fuchsia) against epoch;
-    dotted: the leading-order t_A, t_B; grey: the plateau L(M_A) (late fusion)."""
-    fig, axes = new_figure((10.5, 5.2), 2, 3, layout=None, sharex=True)
+    """F2/F3: loss / L(0) (black), W_A / W_A(end) (blue), W_B / W_B(end) (fuchsia) against
+    gradient-flow time t (the rows' epochs x AUTHORS_LR); late fusion: the leading-order t_A,
+    t_B (dotted) and the plateau L(M_A) / L(0) (grey)."""
+    fig, axes = new_figure((10.5, 5.6), 2, 3, sharex=True, sharey=True)
+    t_hi = 0.0
     for row, (Lf, name) in enumerate(_FUSIONS):
         for j, rho in enumerate(_RHOS):
             sel = [r for r in rows if r["fusion"] == name and r["rho"] == rho]
-            ts = np.array([r["epoch"] for r in sel])
+            ts = epochs_to_time([r["epoch"] for r in sel])
             wa, wb = (np.array([r[k] for r in sel]) for k in ("W_A", "W_B"))
             s = summary[f"{name}_rho={rho:g}"]
             ax = axes[row, j]
             loss = [r["loss_normalized"] for r in sel]
-            ax.plot(ts, loss, color=COLORS["loss"], lw=1.3, label="loss")
-            ax.plot(ts, wa / wa[-1], color=COLORS["A"], lw=1.3, label=r"$W_A^{tot}$")
-            ax.plot(ts, wb / wb[-1], color=COLORS["B"], lw=1.3, label=r"$W_B^{tot}$")
+            ax.plot(ts, loss, color=COLORS["loss"], lw=1.3)
+            ax.plot(ts, wa / wa[-1], color=COLORS["A"], lw=1.3)
+            ax.plot(ts, wb / wb[-1], color=COLORS["B"], lw=1.3)
             if Lf == 2:
-                ax.axvline(s["t_A_theory_epochs"], color=COLORS["A"], ls=":", lw=1)
-                ax.axvline(s["t_B_theory_epochs"], color=COLORS["B"], ls=":", lw=1)
-                ax.axhline(s["plateau_theory"], color="0.6", lw=0.6)
-            ax.set_xlim(0, min(1000.0 if rho >= 0 else 1500.0, float(ts[-1])))
+                for key, c in (("t_A_theory_epochs", "A"), ("t_B_theory_epochs", "B")):
+                    ax.axvline(float(epochs_to_time(s[key])), color=COLORS[c],
+                               **MARKS["phase_time"])  # fmt: skip
+                ax.axhline(s["plateau_theory"], color="0.6", lw=0.8)
+            t_hi = max(t_hi, float(ts[-1]))
             ax.set_title(f"{name} fusion, $\\rho$ = {rho:g}", fontsize=9)
             if row == 1:
-                ax.set_xlabel(f"epoch (lr {AUTHORS_LR:g})")
-    axes[0, 0].legend(fontsize=7, frameon=False)
+                ax.set_xlabel(TIME_LABEL, fontsize=8)
+        axes[row, 0].set_ylabel("loss / $L(0)$;  $W^{tot}_m / W^{tot}_m$(end)", fontsize=8)
+    axes[0, 0].set_xlim(0, min(float(epochs_to_time(1500.0)), t_hi))  # shared by all panels
+    handles = [
+        line_handle("loss / $L(0)$", COLORS["loss"], lw=1.3),
+        line_handle("$W_A^{tot} / W_A^{tot}$(end)", COLORS["A"], lw=1.3),
+        line_handle("$W_B^{tot} / W_B^{tot}$(end)", COLORS["B"], lw=1.3),
+        mark_handle("phase_time", "theory $t_A$ (late fusion)", COLORS["A"]),
+        mark_handle("phase_time", "theory $t_B$ (late fusion)", COLORS["B"]),
+        line_handle("theory plateau $L(M_A)/L(0)$", "0.6", lw=0.8),
+    ]
+    legend(fig, handles, loc="outside right upper")
     return fig
 
 
@@ -149,19 +163,22 @@ def summarize_heatmaps(sim) -> tuple[list[dict], dict]:
 
 
 def plot_heatmaps(rows, summary=None):
-    """F4a (Greys, LogNorm) and F4b (RdGy) from the rows of `summarize_heatmaps`."""
+    """F4a (Greys, LogNorm) and F4b (RdGy) from the rows of `summarize_heatmaps`: each panel
+    titled, its colour bar labelled."""
     from matplotlib.colors import LogNorm
 
     r = np.unique([x["ratio"] for x in rows])
     rho = np.unique([x["rho"] for x in rows])
     tr = np.array([x["time_ratio"] for x in rows]).reshape(len(r), len(rho))
     mis = np.array([x["misattribution"] for x in rows]).reshape(len(r), len(rho))
-    fig, axes = new_figure((8.2, 3.2), 1, 2, layout=None)
+    fig, axes = new_figure((9.0, 3.5), 1, 2)
     im = axes[0].pcolormesh(rho, r, tr, norm=LogNorm(), cmap="Greys", shading="auto")
-    fig.colorbar(im, ax=axes[0], label=r"$t_B/t_A$")
+    fig.colorbar(im, ax=axes[0], label=r"time ratio $t_B/t_A$")
+    axes[0].set_title(r"time ratio $1 + (r^2 - 1)/(1 - \rho^2)$ (theory)", fontsize=9)
     im = axes[1].pcolormesh(rho, r, mis, cmap="RdGy", vmin=-0.92, vmax=0.92, shading="auto")
-    fig.colorbar(im, ax=axes[1], label="misattribution")
+    fig.colorbar(im, ax=axes[1], label=r"$W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$")
+    axes[1].set_title(r"misattribution $\rho / r$ (theory)", fontsize=9)
     for ax in axes:
-        ax.set_xlabel(r"$\rho$")
-        ax.set_ylabel(r"$\sigma_A/\sigma_B$")
+        ax.set_xlabel(r"correlation $\rho$")
+        ax.set_ylabel(r"variance ratio $r = \sigma_A/\sigma_B$")
     return fig
