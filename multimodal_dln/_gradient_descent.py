@@ -13,6 +13,11 @@ Batched with `vmap` over networks, statistics and learning rates, the optimizer 
 alongside (one `optax.sgd` state per member). Summaries are saved at log-spaced steps; members
 stop at convergence; a member whose loss becomes non-finite or grows beyond `divergence_factor`
 x its initial loss is marked diverged and frozen (its flag `solver_ok` is False).
+
+Weight decay lambda (`weight_decay`, a scalar or one per member, traced; docs/theory.md §8):
+theta_{k+1} = theta_k - lr (grad L + lambda theta_k), i.e. GD on J = L + lambda/2 ||theta||^2,
+converged once J - J* <= converge_rtol (J(0) - J*) with J* J's closed-form minimum (the networks
+of `gradient_flow`'s weight decay); the saved `loss` is J. The default 0 is exactly plain GD.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def gradient_descent(
     objective: Statistics | Dataset,
     *,
     lr: ArrayLike,
+    weight_decay: ArrayLike = 0.0,
     n_steps: int | None = None,
     n_save: int = 512,
     converge_rtol: float = 1e-6,
@@ -81,17 +87,16 @@ def gradient_descent(
     **Arguments:**
 
     - `lr`: learning rate, a scalar or one per member (traced: no recompile per value).
+    - `weight_decay`: lambda >= 0, scalar or per member: L2 on every weight (module docstring).
     - `n_steps`: maximum number of steps. Default: the gradient-flow horizon estimate / lr
       rounded up to a power of two (at most 2^20, so batches of similar horizons reuse one
       compiled loop), and members not converged by then are run again with 8x the steps,
       up to `horizon_cap` x the default. An explicit `n_steps` is kept as given.
     - `n_save`: number of log-spaced steps at which summaries are saved (early ones may repeat).
-    - `converge_rtol`: stop once L - L* <= converge_rtol (L(0) - L*).
-    - `divergence_factor`: a loss above this multiple of the initial loss (or non-finite) marks
-      the member diverged.
+    - `converge_rtol`: stop once L - L* <= converge_rtol (L(0) - L*) (with weight decay: J, J*).
+    - `divergence_factor`: a loss above this multiple of the initial one (or non-finite) diverges.
     - `on_divergence`: "warn" (default), "raise" (ValueError naming lr and the stable range) or
-      "ignore"; divergence is always reported per member as `Status.DIVERGED`.
-    - `shard`: split a batch over devices, as in `gradient_flow`.
+      "ignore"; divergence is always `Status.DIVERGED`. `shard`: as in `gradient_flow`.
 
     **Returns:** a `Trajectory` with `ts` = steps x lr and a `status` per member.
     """
@@ -99,7 +104,7 @@ def gradient_descent(
         raise ValueError(
             f"on_divergence must be 'warn', 'raise' or 'ignore'; got {on_divergence!r}."
         )
-    net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective)
+    net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective, weight_decay)
     lr, lr_axis = _check_lr(lr, batch)
     n_save = check_positive_int("n_save", n_save)
     cfg = _GDConfig(

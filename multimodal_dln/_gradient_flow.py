@@ -10,6 +10,12 @@ convergence event (loss gap below `converge_rtol` x initial gap), and reports it
 saved output is only the effective weights, their derivative and the loss on a log-spaced grid.
 The solve itself is the engine's (`multimodal_dln._solve`); this module writes one member's
 problem and the start values.
+
+Weight decay lambda (`weight_decay`, a scalar or one per member, traced; docs/theory.md §8): the
+flow of J = L + lambda/2 ||theta||^2 over every weight, stopping once J - J* <= converge_rtol
+(J(0) - J*), J* J's closed-form minimum (depth 1, or depth 2 with d_out = 1, late fusion with
+scalar modalities; other networks raise); the saved `loss` is J. The default 0 is exactly the
+plain flow. Pass the same lambda to `measure`.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ def gradient_flow(
     net: FusionDLN,
     objective: Statistics | Dataset,
     *,
+    weight_decay: ArrayLike = 0.0,
     t_max: ArrayLike | None = None,
     n_save: int = 512,
     t_min_fraction: float = 1e-5,
@@ -83,17 +90,16 @@ def gradient_flow(
       `eqx.filter_vmap(FusionDLN.init ...)`).
     - `objective`: `Statistics` (linear networks), or a `Dataset` of samples (needed for ReLU).
       Either may be batched along the same leading axis as `net`, or shared.
+    - `weight_decay`: lambda >= 0, scalar or per member: L2 on every weight (module docstring).
     - `t_max`: horizon (scalar or per member). Default: an estimate from the statistics and
       the initial scale (`_training.default_horizon`); members not converged by then continue
-      from their final state, the horizon ~8x per round, up to `horizon_cap` x the estimate.
-      A given `t_max` is kept (members not converged by then are `NOT_CONVERGED`).
-    - `n_save`: number of save times: t = 0 and a log-spaced grid up to `t_max`.
-    - `t_min_fraction`: first nonzero save time / t_max, in (0, 1).
+      from their final state, the horizon ~8x per round, up to `horizon_cap` (>= 1; 1: no
+      continuation) x the estimate. A given `t_max` is kept (unconverged: `NOT_CONVERGED`).
+    - `n_save`: save times: t = 0 and a log grid from `t_min_fraction` (in (0, 1)) x t_max to t_max.
     - `rtol`, `atol`: step-size controller tolerances; `atol` defaults to 1e-6 x the smallest
       initial RMS weight entry (near the weight scale it biases the escape from the saddle).
-    - `converge_rtol`: a member stops once L - L* <= converge_rtol (L(0) - L*).
+    - `converge_rtol`: a member stops once L - L* <= converge_rtol (L(0) - L*) (or J, J*).
     - `max_steps`: step budget per member and round; exceeding it gives `STEP_BUDGET`.
-    - `horizon_cap`: see `t_max` (>= 1; 1 turns continuation off).
     - `solver`: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for small stiff problems).
     - `dtype`: float32 or float64 (default: the network's); float32 limits how small an init
       the phase times stay accurate for.
@@ -113,7 +119,7 @@ def gradient_flow(
     `ValueError` naming the member; members found invalid only inside a trace (e.g. NaN
     statistics from a vmapped constructor) get `INVALID_INPUT` while the rest are solved.
     """
-    net, objective, batch, axes = _prepare(net, objective, dtype)
+    net, objective, batch, axes = _prepare(net, objective, dtype, weight_decay)
     cfg = solver_config(n_save, rtol, atol, converge_rtol, max_steps, solver)
     t_max, t_min_fraction, horizon_cap = _check_run(
         t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size
@@ -137,10 +143,11 @@ def gradient_flow(
     )
 
 
-def _prepare(net, objective, dtype):
+def _prepare(net, objective, dtype, weight_decay):
     """Validated (net, objective) cast to `dtype`, the batch size and their vmap axes; raises
-    when the solver stages of the batch would not fit in memory."""
-    net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective)
+    when the solver stages of the batch would not fit in memory. With weight decay the
+    objective is `_training.Regularized`."""
+    net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective, weight_decay)
     if dtype is not None:
         dtype = check_dtype(dtype)
         net, objective = (

@@ -19,6 +19,14 @@ The definitions assume A is learned first (||Sigma_yxA|| > ||Sigma_yxB||, docs/t
 the modalities the other way round, relabel them. `measure` states the checks a member must
 pass to be reported as a success; every other member has NaN phase times and a `Status`.
 Frobenius norms are used for vector/matrix weights.
+
+With weight decay lambda > 0 (`measure(..., weight_decay=lambda)`, the value the run trained with;
+docs/theory.md §8) the targets are the regularized ones: t_A is the first time ||W_A^tot||
+reaches half the regularized unimodal value ||W_A^{uni,lambda}|| (where late fusion sits while B
+is small), and B is learned when its final weight reaches the stated fraction of its block of
+the regularized minimum W^lambda (zero above late fusion's threshold: MODALITY_NOT_LEARNED).
+t_B is still the half-rise to B's own final value. Members with lambda = 0 are measured exactly
+as without it.
 """
 
 from __future__ import annotations
@@ -30,11 +38,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
 
+from ._loss import regularized_minimum, regularized_unimodal
 from ._statistics import Statistics, validate_statistics
 from ._status import Status, describe
 from ._trajectory import Trajectory, hermite_interpolate
+from ._validation import check_weight_decay, is_traced
 
 __all__ = ["PhaseMeasurements", "crossing_time", "measure", "generalization_error_curve"]
 
@@ -114,22 +124,35 @@ def _first_failure(pairs) -> Int[Array, ""]:
 _ORDER_MARGIN = 1.5  # ||Sigma_yxA|| / ||Sigma_yxB|| above which t_B < t_A is refused
 
 
+def _targets(stats: Statistics, lam, structure):
+    """(W_A^uni, W*): the plateau and final targets, or with weight decay lambda > 0 (one
+    member, `structure` = (depth, fusion_layer)) their regularized versions (docs/theory.md §8)."""
+    w_uni, w_star = stats.unimodal_weights("A"), stats.optimal_weights()
+    if lam is None:
+        return w_uni, w_star
+    lam = jnp.asarray(lam, stats.sigma_xx.dtype)
+    w_uni_lam = regularized_unimodal(stats, lam, structure[0])
+    w_lam = regularized_minimum(stats, lam, *structure)[0]
+    return jnp.where(lam > 0, w_uni_lam, w_uni), jnp.where(lam > 0, w_lam, w_star)
+
+
 def _measure_one(
-    traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction
+    traj: Trajectory, stats: Statistics, lam, bracket_rtol, learned_fraction, structure
 ) -> PhaseMeasurements:
     # the statistics in the trajectory's precision (a float32 run measured against float64 stats)
     stats = jax.tree.map(lambda a: jnp.asarray(a, traj.ts.dtype), stats)
+    w_uni, w_star = _targets(stats, lam, structure)
     n_A, dn_A = traj.norms("A")
     n_B, dn_B = traj.norms("B")
-    thr_A = 0.5 * jnp.linalg.norm(stats.unimodal_weights("A"))
+    thr_A = 0.5 * jnp.linalg.norm(w_uni)
     thr_B = 0.5 * n_B[-1]
     c_A = _crossing(traj.ts, n_A, dn_A, thr_A)
     c_B = _crossing(traj.ts, n_B, dn_B, thr_B)
     t_A, t_B = c_A.t, c_B.t
     # Is B (the weaker modality) learned? Its final weight must reach a stated fraction of its
     # target ||W*_B|| (zero target: nothing to learn, so no phase time exists).
-    target_B = jnp.linalg.norm(stats.optimal_weights()[..., traj.d_A :])
-    scale = jnp.linalg.norm(stats.optimal_weights()) + jnp.finfo(target_B.dtype).tiny
+    target_B = jnp.linalg.norm(w_star[..., traj.d_A :])
+    scale = jnp.linalg.norm(w_star) + jnp.finfo(target_B.dtype).tiny
     not_learned = (
         (thr_A <= 0) | (target_B <= 1e-8 * scale) | (n_B[-1] < learned_fraction * target_B)
     )
@@ -197,6 +220,7 @@ def measure(
     traj: Trajectory,
     stats: Statistics,
     *,
+    weight_decay: ArrayLike = 0.0,
     bracket_rtol: float = 0.05,
     learned_fraction: float = 0.5,
 ) -> PhaseMeasurements:
@@ -226,6 +250,9 @@ def measure(
        network and the exact reduced dynamics agree on t_B < t_A).
 
     Phase quantities of every other member are NaN.
+
+    `weight_decay`: the lambda the run trained with (a scalar or one per member; module
+    docstring): the plateau and final targets become the regularized ones (docs/theory.md §8).
     """
     if not 0 < bracket_rtol <= 1:
         raise ValueError(f"bracket_rtol must be in (0, 1]; got {bracket_rtol!r}.")
@@ -233,18 +260,40 @@ def measure(
         raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
     _check_dims(traj, stats)
     stats = validate_statistics(stats)
-    return _measure_jit(traj, stats, float(bracket_rtol), float(learned_fraction))
+    lam, structure = _weight_decay(traj, weight_decay)
+    return _measure_jit(traj, stats, lam, float(bracket_rtol), float(learned_fraction), structure)
+
+
+def _weight_decay(traj: Trajectory, weight_decay):
+    """(lambda as an array, or None when it is a concrete 0; (depth, fusion_layer) of the
+    trajectory's network, which fix the regularized targets, or None)."""
+    batch = traj.ts.shape[0] if traj.ts.ndim == 2 else None
+    lam = check_weight_decay(weight_decay, batch)
+    if not is_traced(lam) and not np.any(np.asarray(lam)):
+        return None, None
+    net = traj.final
+    if not all(hasattr(net, a) for a in ("depth", "fusion_layer")):
+        raise ValueError(
+            "measure(weight_decay=...) needs the trajectory of a FusionDLN (traj.final), whose "
+            f"depth and fusion layer fix the regularized targets; got {type(net).__name__}."
+        )
+    lam = jnp.asarray(lam, traj.ts.dtype)
+    return (lam.reshape(()) if batch is None else lam), (net.depth, net.fusion_layer)
 
 
 @eqx.filter_jit
-def _measure_jit(traj, stats, bracket_rtol, learned_fraction):
+def _measure_jit(traj, stats, lam, bracket_rtol, learned_fraction, structure):
     one = functools.partial(
-        _measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction
+        _measure_one,
+        bracket_rtol=bracket_rtol,
+        learned_fraction=learned_fraction,
+        structure=structure,
     )
     if traj.ts.ndim == 1:
-        return one(traj, stats)
+        return one(traj, stats, lam)
     s_axis = 0 if stats.sigma_xx.ndim == 3 else None
-    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), s_axis))(traj, stats)
+    l_axis = None if lam is None or lam.ndim == 0 else 0
+    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), s_axis, l_axis))(traj, stats, lam)
 
 
 def generalization_error_curve(

@@ -168,6 +168,13 @@ def check_positive(name: str, x, *, allow_zero: bool = False):
     return check(x, bad, lambda b: _describe(name, x, b, rule))
 
 
+def check_weight_decay(weight_decay, batch: int | None):
+    """weight_decay (docs/theory.md §8): finite, >= 0, a scalar or one entry per member."""
+    lam, n = check_positive("weight_decay", weight_decay, allow_zero=True), batch or 1
+    rule = f"weight_decay must be a scalar or have {n} entries (one per member)"
+    return check(lam, np.shape(lam) not in ((), (n,)), f"{rule}; got shape {np.shape(lam)}.")
+
+
 def check_open_interval(name: str, x, lo: float, hi: float):
     require_real(name, x, f"a number in the open interval ({lo}, {hi})")
     x_arr = jnp.asarray(x)

@@ -25,10 +25,11 @@ does not. For vector modalities the norm form is used; it is only approximate th
 Modules (all private, re-exported here): `_fixed_points` (fixed points, plateau losses, drives,
 which modality is learned first; docs/theory.md §2), `_two_layer` (two-layer late fusion;
 §2), `_deep` (deep and intermediate fusion; §3), `_misattribution` (misattribution and
-superficial preference; §4), `_generalization` (§5) and `_toy` (toy-data predictions per
-network structure, NaN where no closed form applies). The reduced rank-one dynamics these
-formulas are the u0 -> 0 limit of is an ODE, exported at top level (`multimodal_dln.reduced_flow`,
-docs/theory.md §3), not here.
+superficial preference; §4), `_generalization` (§5), `_toy` (toy-data predictions per
+network structure, NaN where no closed form applies) and `_weight_decay` (weight decay: final
+solutions, late fusion's threshold, phase times; beyond the paper, §8). The reduced rank-one
+dynamics these formulas are the u0 -> 0 limit of is an ODE, exported at top level
+(`multimodal_dln.reduced_flow`, docs/theory.md §3), not here.
 """
 
 from ._deep import (
@@ -74,6 +75,15 @@ from ._two_layer import (
     time_ratio_two_layer,
     time_ratio_two_layer_gd,
 )
+from ._weight_decay import (
+    phase_times_weight_decay,
+    time_ratio_weight_decay,
+    time_ratio_weight_decay_toy,
+    weight_decay_solution,
+    weight_decay_solution_toy,
+    weight_decay_threshold,
+    weight_decay_threshold_toy,
+)
 
 __all__ = [
     # fixed points and losses (docs/theory.md §2)
@@ -115,6 +125,14 @@ __all__ = [
     # toy data per network structure, NaN where no closed form applies (§2-§4)
     "time_ratio_toy_network",
     "misattribution_toy_network",
+    # weight decay, beyond the paper (§8)
+    "weight_decay_solution",
+    "weight_decay_solution_toy",
+    "weight_decay_threshold",
+    "weight_decay_threshold_toy",
+    "phase_times_weight_decay",
+    "time_ratio_weight_decay",
+    "time_ratio_weight_decay_toy",
     # helpers
     "swap_modalities",
     "orient_first_learned",

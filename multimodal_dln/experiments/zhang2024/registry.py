@@ -8,8 +8,10 @@ entry's figure label and theory section under "reference") into `out` and return
 process). `help_table()` is the table ``mdln reproduce --help`` prints.
 
 Figure labels F2-F8 are those of docs/reproduction.md; theory sections are docs/theory.md's.
-Conventions (the authors' figures): theory as lines, linear-network simulations as open circles,
-ReLU as crosses; modality A blue, B fuchsia, loss black, E_g red; sweep colours from 'Set1'.
+Conventions (the authors' figures, set in `experiments._style`): theory as lines, linear-network
+simulations as open circles, ReLU as crosses; modality A blue, B fuchsia, loss black, E_g red; a
+swept value (sigma_A/sigma_B, L_f, ...) has the same colour in every figure; legends explain
+every mark; every time axis is gradient-flow time t.
 `quick=True` runs small versions (narrow networks, fewer points and seeds) meant as a smoke test
 of the whole pipeline (``reproduce all --quick`` takes a few minutes on 2 CPU cores). Full runs
 use the paper's parameters where the CPU budget allows; deviations are listed in each entry's
@@ -27,7 +29,17 @@ from typing import Any
 
 from ..._io import write_csv, write_json
 from .._plotting import savefig
-from . import convergence, deep, generalization, random_cov, relu, superficial, toy, trajectories
+from . import (
+    convergence,
+    deep,
+    generalization,
+    random_cov,
+    relu,
+    superficial,
+    toy,
+    trajectories,
+    weight_decay,
+)
 from ._common import Context
 
 __all__ = ["FIGURES", "Entry", "Reproduction", "help_table", "reproduce", "reproduce_all"]
@@ -164,6 +176,14 @@ FIGURES: dict[str, Entry] = {
         "beyond",
         "§2, §3",
         "convergence to the theory as u0 -> 0",
+    ),
+    "weight-decay": Entry(
+        weight_decay.simulate_weight_decay,
+        weight_decay.summarize_weight_decay,
+        weight_decay.plot_weight_decay,
+        "beyond",
+        "§8",
+        "weight decay: late fusion's threshold, early fusion learns both",
     ),
 }
 
