@@ -127,6 +127,7 @@ def start(field: Callable, y0, t0, t1, ts, summary: Callable, *, solver, rtol, a
     )
 
 
+@eqx.filter_jit
 def running(state: Resumable, max_steps: int):
     """Whether the member still has steps to take: its last chunk stopped at the chunk's step
     limit, and its total is below the budget `max_steps`."""
@@ -230,14 +231,24 @@ def run_compacted(
     slots = _Pool(np.flatnonzero(np.asarray(is_running(state))), batch, pool, min_size)
     while (idx := slots.next()) is not None:
         n, at = len(slots.slots), jnp.asarray(idx)
-        sub = tuple(take_members(a, at, ax) for a, ax in zip(inputs, axes, strict=True))
-        moved = advance_fn(sub, take_members(state, at, 0))
-        real = jnp.asarray(idx[:n])
-        state = jax.tree.map(
-            lambda a, b: a.at[real].set(b[:n]) if eqx.is_array(a) else a, state, moved
-        )
+        sub, sub_state = _gather(inputs, axes, state, at)
+        moved = advance_fn(sub, sub_state)
+        # Padding repeats the last member, whose copies compute the same values: scattering the
+        # whole chunk (fixed shapes: one compiled gather and scatter per pool size) is exact.
+        state = _scatter(state, at, moved)
         slots.keep(np.asarray(is_running(moved))[:n])
     return state
+
+
+@eqx.filter_jit
+def _gather(inputs, axes, state, at):
+    sub = tuple(take_members(a, at, ax) for a, ax in zip(inputs, axes, strict=True))
+    return sub, take_members(state, at, 0)
+
+
+@eqx.filter_jit
+def _scatter(state, at, moved):
+    return jax.tree.map(lambda a, b: a.at[at].set(b) if eqx.is_array(a) else a, state, moved)
 
 
 def compacted_work(steps, chunk_steps: int, pool: int, min_size: int = 8) -> int:
