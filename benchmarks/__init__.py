@@ -34,6 +34,7 @@ BENCHMARKS = (
     "dtype",
     "row_order",
     "gpu",
+    "baselines",
 )
 """Benchmark names in run order; each is the module `benchmarks.<name>`."""
 

@@ -13,7 +13,15 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import BENCHMARKS, __main__ as cli, _common as C, buckets as bk, gpu, sweep
+from benchmarks import (
+    BENCHMARKS,
+    __main__ as cli,
+    _common as C,
+    baselines as bl,
+    buckets as bk,
+    gpu,
+    sweep,
+)
 
 ROW_KEYS = {"metric", "value", "unit", "goal", "met", "note"}
 
@@ -59,9 +67,11 @@ def test_sweep_tiny_through_cli(tmp_path, capsys):
     assert "benchmark" in out and "sweep" in out  # the table was printed
 
 
-_NOT_TINY = ("sweep", "process", "compile", "lf_sweep")  # sweep: tested through the CLI above
+_NOT_TINY = ("sweep", "process", "compile", "lf_sweep", "baselines")  # sweep: via the CLI above
 # `process`, `compile` and `lf_sweep` time fresh processes (subprocesses compiling from scratch,
 # about a minute each even when tiny); the cache they measure: tests/test_solve_cache.py.
+# `baselines` compiles two solves per solver even when tiny (87-109 s here under load): left out
+# while the suite is over its time budget; its plotting and interpolation are tested below.
 
 
 @pytest.mark.slow
@@ -140,3 +150,32 @@ def test_results_are_never_written_over(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "dtype.json" in err and "choose a new folder" in err, err
     assert (tmp_path / "dtype.json").read_text() == "{}"
+
+
+def test_baselines_wall_at_error_and_plot(tmp_path):
+    """The work-precision summary (log-log interpolation of wall time at a target error) and
+    the figure, drawn from a record shaped like `baselines.json` (no solve: fast)."""
+    pts = [
+        {"rtol": 1e-4, "max_err": 1e-4, "wall_s": 1.0},
+        {"rtol": 1e-6, "max_err": 1e-6, "wall_s": 4.0},
+        {"rtol": 1e-8, "max_err": 1e-8, "wall_s": 16.0},
+    ]
+    got = bl.wall_at_error(pts, 1e-5)  # halfway in log error -> geometric mean of 1 and 4
+    assert got["how"] == "interpolated" and got["wall_s"] == pytest.approx(2.0)
+    assert bl.wall_at_error(pts, 1e-3) == {"wall_s": 1.0, "how": "upper bound"}
+    assert bl.wall_at_error(pts, 1e-9) == {"wall_s": None, "how": "not reached"}
+    problem = {"depth": 2, "fusion_layer": 2, "width": 8, "init": "entrywise", "init_scale": 1e-9}
+    record = {
+        "details": {
+            "work_precision": {
+                name: {
+                    "problem": problem,
+                    "reference": {"ratios": [4.0, 5.0]},
+                    "solvers": {"Tsit5": {"points": pts}, "Kvaerno5": {"points": pts[:1]}},
+                }
+                for name in ("toy", "deep")
+            }
+        }
+    }
+    png = bl.plot(record, tmp_path / "wp.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
