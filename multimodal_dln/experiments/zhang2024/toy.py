@@ -212,6 +212,17 @@ def summarize_time_ratio(sw) -> tuple[list[dict], dict]:
     return rows, summary
 
 
+def _rho_axes(ax, ratios, ylabel: str, theory_label: str) -> list:
+    """Labels and title of a quantity against rho for the toy sweep, and the legend handles
+    both of its figures start with (one colour per ratio, the theory line, the simulation)."""
+    ax.set_xlabel(r"correlation $\rho$")
+    ax.set_ylabel(ylabel)
+    ax.set_title(r"two-layer late fusion, toy data ($r = \sigma_A/\sigma_B$)", fontsize=9)
+    handles = [value_handle("ratio", r, ls="-", marker=None) for r in ratios]
+    return handles + [mark_handle("theory", theory_label),
+                      mark_handle("simulation", "linear, gradient flow")]  # fmt: skip
+
+
 def plot_time_ratio(rows, summary=None):
     """F4c: theory (lines), gradient flow (open circles), GD (small squares; dotted: the
     GD-corrected formula), ReLU (crosses); one colour per variance ratio (`_style.value_color`).
@@ -235,12 +246,7 @@ def plot_time_ratio(rows, summary=None):
             ax.plot(_DENSE, gd_th, color=c, **MARKS["gd_theory"])
         ax.plot(*pts("relu", r), color=c, **MARKS["relu"])
     plain_log_y(ax)
-    ax.set_xlabel(r"correlation $\rho$")
-    ax.set_ylabel(r"time ratio $t_B/t_A$")
-    ax.set_title(r"two-layer late fusion, toy data ($r = \sigma_A/\sigma_B$)", fontsize=9)
-    handles = [value_handle("ratio", r, ls="-", marker=None) for r in ratios]
-    handles += [mark_handle("theory", "theory $1 + (r^2-1)/(1-\\rho^2)$"),
-                mark_handle("simulation", "linear, gradient flow")]  # fmt: skip
+    handles = _rho_axes(ax, ratios, r"time ratio $t_B/t_A$", "theory $1 + (r^2-1)/(1-\\rho^2)$")
     if has["gd"]:
         handles += [mark_handle("gd", f"linear, GD (lr {AUTHORS_LR:g})"),
                     mark_handle("gd_theory", "theory with GD correction")]  # fmt: skip
@@ -306,12 +312,8 @@ def plot_misattribution(rows, summary=None):
             x_, y_ = [x["rho"] for x in sel], [x["misattribution"] for x in sel]
             ax.plot(x_, y_, color=c, **MARKS[mark])
     ax.axhline(0, color="0.7", lw=0.5)
-    ax.set_xlabel(r"correlation $\rho$")
-    ax.set_ylabel(r"misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$")
-    ax.set_title(r"two-layer late fusion, toy data ($r = \sigma_A/\sigma_B$)", fontsize=9)
-    handles = [value_handle("ratio", r, ls="-", marker=None) for r in ratios]
-    handles += [mark_handle("theory", "theory $\\rho / r$"),
-                mark_handle("simulation", "linear, gradient flow")]  # fmt: skip
+    ylabel = r"misattribution $W_A^{tot}(t_{uni}) - W_A^{tot}(\infty)$"
+    handles = _rho_axes(ax, ratios, ylabel, "theory $\\rho / r$")
     if any(x["kind"] == "relu" for x in rows):
         handles.append(mark_handle("relu", "ReLU, gradient flow"))
     legend(ax, handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
