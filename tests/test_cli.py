@@ -371,7 +371,10 @@ def test_run_table_counts_successful_members_only(capsys):
 def test_missing_optional_package_names_the_extra(argv, tmp_path, monkeypatch, capsys):
     """Without scikit-learn (the base install) the digits commands fail with one line naming
     the extra to install, not a traceback."""
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn -> ModuleNotFoundError
+    # import sklearn -> ModuleNotFoundError; the submodule too, since a test that ran earlier in
+    # this process may have imported it (Python then finds it without importing the parent).
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "scikit-learn" in err and "pip install -e '.[repro]'" in err, err
