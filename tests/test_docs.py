@@ -175,6 +175,24 @@ def test_api_reference_complete(site):
     assert not missing, f"public names without an entry in docs/api/: {missing}"
 
 
+def test_docstring_stars_are_literal_not_emphasis(site):
+    """W*, L*, J* in the docstrings' plain-text math are stars on the API pages (the griffe
+    extension docs/_hooks/griffe_stars.py), while code, TeX, bold, emphasis and bullets keep
+    their meaning."""
+    spec = importlib.util.spec_from_file_location("mdln_griffe_stars",
+                                                  REPO / "docs/_hooks/griffe_stars.py")  # fmt: skip
+    stars = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stars)
+    esc = stars.escape_stars
+    assert esc("(W - W*) S (W - W*), *regular*") == r"(W - W\*) S (W - W\*), *regular*"
+    kept = "**Fields:** `W*` $W^*$ ``a*b``\n\n    lambda ||W*||^2\n\n* a bullet"
+    assert esc(kept) == kept
+    page = (site / "api/multimodal_dln/index.html").read_text()
+    assert "(W - W*) Sigma_xx (W - W*)" in page  # generalization_error_curve's docstring
+    stray = [m for m in re.findall(r"<em>(.*?)</em>", page, re.S) if not re.match(r"\w", m)]
+    assert not stray, stray  # emphasis that starts at ")" or "_": two stars paired by mistake
+
+
 def test_links_resolve_and_nothing_remote(site):
     pages = {p.relative_to(site).as_posix(): _parse(p) for p in site.rglob("*.html")}
     broken, remote, checked = [], [], 0
