@@ -280,6 +280,7 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
         d_A=net0.d_A,
         method="gd",
         fusion_layer=net0.fusion_layer,
+        weight_decay=_tr.split_decay(objective)[1],
     )
 
 

@@ -249,6 +249,7 @@ class _Problem(NamedTuple):
     field: Any
     summary: Any
     event: Any
+    weight_decay: Any  # lambda of a `Regularized` objective, else None
 
 
 def _problem(params, static, objective, gap0, valid, cfg: SolverConfig) -> _Problem:
@@ -267,7 +268,9 @@ def _problem(params, static, objective, gap0, valid, cfg: SolverConfig) -> _Prob
         return w, w_dot, loss_fn(p)
 
     event = convergence_event(loss_fn, _tr.target_loss(net0, objective), gap0, cfg.converge_rtol)
-    return _Problem(flat0, unravel, vector_field, summary, event)
+    return _Problem(
+        flat0, unravel, vector_field, summary, event, _tr.split_decay(objective)[1]
+    )
 
 
 def _solve_one(
@@ -302,6 +305,7 @@ def _trajectory(seg, prob: _Problem, params, static, ts, valid) -> Trajectory:
         d_A=net0.d_A,
         method="flow",
         fusion_layer=net0.fusion_layer,
+        weight_decay=prob.weight_decay,
     )
 
 

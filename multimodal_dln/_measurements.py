@@ -20,7 +20,7 @@ the modalities the other way round, relabel them. `measure` states the checks a 
 pass to be reported as a success; every other member has NaN phase times and a `Status`.
 Frobenius norms are used for vector/matrix weights.
 
-With weight decay lambda > 0 (`measure(..., weight_decay=lambda)`, the value the run trained with;
+With weight decay lambda > 0 (recorded by the run in `Trajectory.weight_decay`;
 docs/theory.md §8) the targets are the regularized ones: t_A is the first time ||W_A^tot||
 reaches half the regularized unimodal value ||W_A^{uni,lambda}|| (where late fusion sits while B
 is small), and B is learned when its final weight reaches the stated fraction of its block of
@@ -38,13 +38,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, Scalar
+from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from ._loss import regularized_minimum, regularized_unimodal
 from ._statistics import Statistics, validate_statistics
 from ._status import Status, describe
 from ._trajectory import Trajectory, hermite_interpolate
-from ._validation import check_weight_decay, is_traced
 
 __all__ = ["PhaseMeasurements", "crossing_time", "measure", "generalization_error_curve"]
 
@@ -220,7 +219,6 @@ def measure(
     traj: Trajectory,
     stats: Statistics,
     *,
-    weight_decay: ArrayLike = 0.0,
     bracket_rtol: float = 0.05,
     learned_fraction: float = 0.5,
 ) -> PhaseMeasurements:
@@ -251,8 +249,8 @@ def measure(
 
     Phase quantities of every other member are NaN.
 
-    `weight_decay`: the lambda the run trained with (a scalar or one per member; module
-    docstring): the plateau and final targets become the regularized ones (docs/theory.md §8).
+    A run trained with weight decay (`traj.weight_decay`, module docstring) is measured against
+    the regularized plateau and final targets (docs/theory.md §8).
     """
     if not 0 < bracket_rtol <= 1:
         raise ValueError(f"bracket_rtol must be in (0, 1]; got {bracket_rtol!r}.")
@@ -260,25 +258,17 @@ def measure(
         raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
     _check_dims(traj, stats)
     stats = validate_statistics(stats)
-    lam, structure = _weight_decay(traj, weight_decay)
+    lam, structure = _weight_decay(traj)
     return _measure_jit(traj, stats, lam, float(bracket_rtol), float(learned_fraction), structure)
 
 
-def _weight_decay(traj: Trajectory, weight_decay):
-    """(lambda as an array, or None when it is a concrete 0; (depth, fusion_layer) of the
-    trajectory's network, which fix the regularized targets, or None)."""
-    batch = traj.ts.shape[0] if traj.ts.ndim == 2 else None
-    lam = check_weight_decay(weight_decay, batch)
-    if not is_traced(lam) and not np.any(np.asarray(lam)):
+def _weight_decay(traj: Trajectory):
+    """(the run's lambda, or None when it trained without weight decay; (depth, fusion_layer)
+    of its network, which fix the regularized targets, or None)."""
+    if traj.weight_decay is None:
         return None, None
     net = traj.final
-    if not all(hasattr(net, a) for a in ("depth", "fusion_layer")):
-        raise ValueError(
-            "measure(weight_decay=...) needs the trajectory of a FusionDLN (traj.final), whose "
-            f"depth and fusion layer fix the regularized targets; got {type(net).__name__}."
-        )
-    lam = jnp.asarray(lam, traj.ts.dtype)
-    return (lam.reshape(()) if batch is None else lam), (net.depth, net.fusion_layer)
+    return jnp.asarray(traj.weight_decay, traj.ts.dtype), (net.depth, net.fusion_layer)
 
 
 @eqx.filter_jit

@@ -44,7 +44,8 @@ _REASONS = {
     Status.STEP_BUDGET: "step budget exhausted before convergence; raise max_steps",
     Status.NOT_CONVERGED: "did not converge by the horizon; raise t_max",
     Status.MODALITY_NOT_LEARNED: "modality B is not learned by the end of the run (its final "
-    "weight is below half its target ||W*_B||, or the target is zero): no phase time to "
+    "weight is below half its target ||W*_B||, with weight decay its regularized value, or "
+    "the target is zero, as for late fusion above the weight-decay threshold): no phase time to "
     "measure; if the loss converged first (a weak modality adds little loss), lower "
     "converge_rtol",
     Status.NO_CROSSING: "a phase threshold is not crossed inside (0, t_end] (the norm starts "

@@ -57,6 +57,8 @@ class Trajectory(eqx.Module):
     - `method`: "flow", "gd" or "reduced" (static; selects the remedy in `failure_reasons`).
     - `fusion_layer`: the network's L_f when known statically (None otherwise); `measure`
       requires t_A <= t_B only where a unimodal phase is predicted (L_f >= 2).
+    - `weight_decay`: the lambda the run trained with, per member (docs/theory.md §8), or None
+      without weight decay; `measure` takes the regularized targets from it.
 
     Save slots after `t_end` hold the final values (the dynamics has stopped there).
     """
@@ -72,6 +74,7 @@ class Trajectory(eqx.Module):
     d_A: int = eqx.field(static=True)
     method: str = eqx.field(static=True, default="flow")
     fusion_layer: int | None = eqx.field(static=True, default=None)
+    weight_decay: Float[Array, "*batch"] | None = None
 
     @property
     def converged(self) -> Bool[Array, "*batch"]:

@@ -40,7 +40,7 @@ def _batch(fusion_layer, rhos, fracs, seed=0):
 def _run(fusion_layer, rhos, fracs):
     rho, frac, lam, stats, nets = _batch(fusion_layer, rhos, fracs)
     traj = mdln.gradient_flow(nets, stats, weight_decay=lam, converge_rtol=RTOL)
-    m = mdln.measure(traj, stats, weight_decay=lam)
+    m = mdln.measure(traj, stats)
     return dict(rho=rho, frac=frac, lam=lam, stats=stats, nets=nets, traj=traj, m=m)
 
 
@@ -246,6 +246,8 @@ def test_zero_members_are_bit_identical_to_the_plain_flow(late):
     m_plain = mdln.measure(plain, late["stats"])
     zero = np.flatnonzero(np.asarray(late["frac"]) == 0.0)
     traj, m = late["traj"], late["m"]
+    assert plain.weight_decay is None  # measured as without weight decay
+    np.testing.assert_array_equal(traj.weight_decay, late["lam"])  # what measure reads
     for name in ("ts", "weights", "weights_dot", "loss", "t_end", "num_steps", "status"):
         np.testing.assert_array_equal(getattr(traj, name)[zero], getattr(plain, name)[zero])
     for name in ("t_A", "t_B", "misattribution", "plateau_loss", "status"):
@@ -310,6 +312,7 @@ def test_gradient_descent_with_weight_decay():
     assert np.all(np.asarray(gd.status) == mdln.Status.OK), gd.failure_reasons()
     expected = np.asarray(theory.weight_decay_solution(stats, lam))
     assert np.abs(np.asarray(gd.weights[:, -1]) - expected).max() < 1e-3
+    np.testing.assert_array_equal(gd.weight_decay, lam)  # recorded for measure
     plain = mdln.gradient_descent(nets, stats, lr=0.02, n_steps=2**14, n_save=8, converge_rtol=RTOL)
     for name in ("weights", "loss", "t_end", "num_steps", "status"):
         np.testing.assert_array_equal(getattr(gd, name)[0], getattr(plain, name)[0])

@@ -57,7 +57,7 @@ def simulate_weight_decay(ctx) -> dict:
         keys = jax.random.split(jax.random.key(lf), rho.shape[0])
         traj = gradient_flow(eqx.filter_vmap(make)(keys), stats, weight_decay=lam,
                              converge_rtol=CONVERGE_RTOL)  # fmt: skip
-        m = measure(traj, stats, weight_decay=lam)
+        m = measure(traj, stats)
         out[name] = {
             "W": np.asarray(traj.weights[:, -1, 0, :]),
             "W_theory": np.asarray(theory.weight_decay_solution(stats, lam, fusion_layer=lf))[
