@@ -18,7 +18,10 @@ if _os.environ.get("MDLN_X64", "1") != "0":
     _jax.config.update("jax_enable_x64", True)
 
 from . import greedy as greedy, sweeps as sweeps, theory as theory
-from ._cache import enable_compilation_cache as enable_compilation_cache
+from ._cache import (
+    enable_compilation_cache as enable_compilation_cache,
+    release_compiled_if_crowded as release_compiled_if_crowded,
+)
 from ._dataset import Dataset as Dataset, sample as sample
 from ._gradient_descent import (
     gradient_descent as gradient_descent,

@@ -16,12 +16,18 @@ entry is never used for another program. The folder is not size-capped (JAX's ca
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
 import jax
 
-__all__ = ["MIN_COMPILE_SECONDS", "default_cache_dir", "enable_compilation_cache"]
+__all__ = [
+    "MIN_COMPILE_SECONDS",
+    "default_cache_dir",
+    "enable_compilation_cache",
+    "release_compiled_if_crowded",
+]
 
 MIN_COMPILE_SECONDS = 0.0
 """Every executable is stored: a sweep also compiles ~100 small programs (input checks, batch
@@ -55,3 +61,33 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return folder
+
+
+def _map_count_and_limit() -> tuple[int, int] | None:
+    """(memory mappings this process holds, the most Linux allows it), or None without /proc."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read().strip())
+        with open("/proc/self/maps", "rb") as f:
+            return sum(1 for _ in f), limit
+    except (OSError, ValueError):
+        return None
+
+
+def release_compiled_if_crowded(fraction: float = 0.5) -> bool:
+    """Drop JAX's in-memory compiled programs (`jax.clear_caches()`) when the process holds more
+    than `fraction` of the memory mappings Linux allows it; returns whether it did.
+
+    XLA:CPU maps its compiled code: measured ~6 regions per small program and ~800-1,000 for
+    one structure's solve with its measurement and batch building. Linux caps a process at
+    `vm.max_map_count` (65,530 by default), and past it the next compilation cannot map its
+    code and the process dies (a segmentation fault, not an exception). A long process that
+    compiles many structures (the test suite, `mdln reproduce all`, a sweep over many depths)
+    calls this between structures; programs needed again are reloaded from the persistent
+    cache (or recompiled). A no-op where /proc is unavailable."""
+    counts = _map_count_and_limit()
+    if counts is None or counts[0] <= fraction * counts[1]:
+        return False
+    jax.clear_caches()
+    gc.collect()
+    return True

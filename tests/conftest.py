@@ -5,6 +5,9 @@
 - headless matplotlib;
 - jaxtyping's import hook with beartype on the package (type and shape annotations checked in
   every test but those marked `wrong_types`);
+- compiled programs dropped from memory between tests once a worker holds half the memory
+  mappings Linux allows a process (`multimodal_dln.release_compiled_if_crowded`: a worker
+  compiles thousands of programs, and past the cap XLA dies with a segmentation fault);
 - one persistent compilation cache per test run (a fresh temporary folder, shared by the
   xdist workers: a solve that several tests compile with the same shapes is compiled once;
   `multimodal_dln._cache`), since the suite is dominated by XLA compilation on a 2-core CPU.
@@ -43,6 +46,10 @@ import multimodal_dln  # noqa: E402, F401  (enables float64)
 # No implicit dtype promotion inside the package (as the JAX stack's test suites do): a float32
 # operand meeting a float64 one, or an integer array meeting a float array, is an error.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    multimodal_dln.release_compiled_if_crowded()
 
 
 @pytest.fixture(autouse=True)

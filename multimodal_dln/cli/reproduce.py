@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .._cache import release_compiled_if_crowded
 from ..experiments.zhang2024 import FIGURES, help_table, reproduce
 
 __all__ = ["add_parser", "main"]
@@ -47,6 +48,7 @@ def main(args) -> int:
             raise ValueError(f"FIGURE must be one of {', '.join(FIGURES)} or 'all'; got {n!r}.")
     t0 = time.time()
     for n in names:
+        release_compiled_if_crowded()  # `all` compiles many structures in one process
         print(f"[{n}] {FIGURES[n].title}", flush=True)
         res = reproduce(n, quick=args.quick, out=args.out, log=lambda s: print(s, flush=True))
         print(f"[{n}] {res.seconds:.1f} s -> {', '.join(str(f) for f in res.files)}", flush=True)

@@ -30,6 +30,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from .._cache import release_compiled_if_crowded
 from .._io import fmt_cell
 from .._sharding import from_main_process, is_main_process
 from ._axes import AXIS_NAMES, STATIC_AXES
@@ -201,6 +202,7 @@ def _solve_all(todo, user, chunk_size, shard, reduced, store, progress, on_chunk
     with tqdm(total=len(todo), file=sys.stderr, disable=not progress, unit="member",
               desc="sweep") as bar:  # fmt: skip
         for structure, group, steps in _groups(todo, user):
+            release_compiled_if_crowded()  # many structures in one process (its docstring)
             bar.set_description(f"sweep L={structure['depth']} L_f={structure['fusion_layer']}")
             for start, stop, size in chunks(len(group), chunk_size, mesh_n):
                 part = group[start:stop]
