@@ -59,7 +59,7 @@ def _data(structure: dict, v: dict, user):
 def _build(structure_items: tuple, v: dict, user):
     structure = dict(structure_items)
     objective, stats = _data(structure, v, user)
-    if structure["method"] == "reduced":
+    if not structure["networks"]:  # the reduced dynamics
         return objective, stats, None
 
     def one(key, u, s):
@@ -87,5 +87,20 @@ def build_inputs(structure: dict, members, user=None):
     its statistics, the networks (None for the reduced dynamics) and the traced values."""
     v = traced_values(members)
     jv = {k: jnp.asarray(a) for k, a in v.items()}
-    objective, stats, nets = _build(tuple(sorted(structure.items())), jv, user)
+    objective, stats, nets = _build(_build_key(structure), jv, user)
     return objective, stats, nets, v
+
+
+_NOT_BUILT_FROM = ("method", "rtol", "n_save", "auto_horizon")  # settings of the solve only
+_DATA_KEYS = ("data", "d_A", "d_B", "d_out")  # all the data depend on
+
+
+def _build_key(structure: dict) -> tuple:
+    """The static part of `_build`: only what the data and networks depend on, so structures
+    that differ in solver settings alone (method, rtol, n_save, horizon) share one compiled
+    build, and a build of the data alone (the reduced dynamics, the cost prediction) one per
+    kind of data."""
+    networks = structure.get("method") != "reduced"
+    keep = (lambda k: k not in _NOT_BUILT_FROM) if networks else _DATA_KEYS.__contains__
+    items = [(k, v) for k, v in structure.items() if keep(k)]
+    return tuple(sorted(items)) + (("networks", networks),)
