@@ -158,17 +158,20 @@ def test_sweep_command_resume_and_new_axes(tmp_path, capsys):
     df = sweeps.load(out)
     assert sorted(df["rho"].unique()) == [-0.5, 0.5] and len(df) == 4
     assert (out / "time_ratio.png").exists()
-    # extend with START:STOP:NUM and --resume: only the new correlation runs
-    assert main([*_sweep_args(out)[:2], "-0.5:0.5:3", *_sweep_args(out)[3:], "--resume"]) == 0
-    capsys.readouterr()
-    assert len(sweeps.load(out)) == 6
+    # extend with START:STOP:NUM and --resume: only the new correlations run (2 x 2 seeds: the
+    # same batch of 4 as every other solve here, so nothing recompiles)
+    assert main([*_sweep_args(out)[:2], "-0.5:0.5:4", *_sweep_args(out)[3:], "--resume"]) == 0
+    assert "8 member(s)" in capsys.readouterr().out
+    df = sweeps.load(out)
+    assert len(df) == 8
+    assert sorted(df["rho"].unique()) == pytest.approx([-0.5, -1 / 6, 1 / 6, 0.5], abs=1e-12)
     # another init is another axis value (a column): resuming adds those members, mixes nothing
     assert main([*_sweep_args(out), "--resume", "--init", "entrywise"]) == 0
     df = sweeps.load(out)
-    assert len(df) == 10 and sorted(df["init"].unique()) == ["entrywise", "random"]
+    assert len(df) == 12 and sorted(df["init"].unique()) == ["entrywise", "random"]
     # an existing folder without --resume / --overwrite: refused, nothing touched
     assert main(_sweep_args(out)) == 2
-    assert "--resume" in capsys.readouterr().err and len(sweeps.load(out)) == 10
+    assert "--resume" in capsys.readouterr().err and len(sweeps.load(out)) == 12
 
 
 def test_sweep_bad_input(tmp_path, capsys):
