@@ -67,7 +67,7 @@ def _extend(run, args, axes, traj, shift, t_min_fraction):
     if not batched:
         idx, sub = None, traj
     else:
-        idx = pad_members(todo)
+        idx = pad_members(todo, traj.ts.shape[0])  # a small batch: its own compiled solve
         sub = traj[idx]
     objective = args[1]
     _, _, _, atol, gap0, valid = args[2:]

@@ -176,7 +176,7 @@ def _rerun_unconverged(run, traj, params, objective, lr, n_steps, axes):
         return traj
     if traj.ts.ndim == 1:
         return run(params, objective, lr, n_steps, axes)
-    idx = pad_members(todo)
+    idx = pad_members(todo, traj.ts.shape[0])  # a small batch: its own compiled loop
     sub = run(
         *(take_members(a, idx, ax) for a, ax in zip((params, objective, lr), axes, strict=True)),
         n_steps,

@@ -199,10 +199,15 @@ def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_step
     if batch is not None and chunk_steps is not None:
         pool = _pool_size(pool_size, batch)
         return _run_compacted(static, cfg, chunk_steps, pool, args, axes, batch, mesh)
-    first = _FirstSolve(static, cfg)
+    more_axes = None if axes is None else axes[:2] + (0,) * 6
+
+    def first(args):  # start values, then the continuation rounds' own compiled solve
+        start = call(_Start(static, cfg), args, axes, mesh)
+        return call(_Solve(static, cfg), args[:2] + start, more_axes, mesh), start
+
     if batch is None or buckets == 1:
-        return call(first, args, axes, mesh)
-    return run_in_buckets(lambda a: call(first, a, axes, mesh), args, axes, batch, buckets, cost)
+        return first(args)
+    return run_in_buckets(first, args, axes, batch, buckets, cost)
 
 
 def _pool_size(pool_size, batch) -> int:
@@ -388,13 +393,13 @@ def _run_compacted(static, cfg, steps, pool, args, axes, batch, mesh):
     return traj, start
 
 
-class _FirstSolve(eqx.Module):
-    """Start values (`_start`) and the solve from t = 0 of one member in one compiled
-    computation; returns (trajectory, start values) for continuations."""
+class _Start(eqx.Module):
+    """One member's start values (`_start`). The first solve then runs the same compiled
+    `_Solve` as a continuation round, so a continuation of a batch of the same size compiles
+    nothing new (a continuation used to compile a second, larger program per structure)."""
 
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 
     def __call__(self, params, objective, t_max, t_min_fraction):
-        start = _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
-        return _solve_one(params, self.static, objective, *start, self.cfg), start
+        return _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)

@@ -282,10 +282,20 @@ def unconverged_members(status) -> np.ndarray:
     return np.flatnonzero(np.atleast_1d(np.asarray(status)) == Status.NOT_CONVERGED)
 
 
-def pad_members(todo: np.ndarray) -> jax.Array:
-    """The member indices `todo` padded to a power of two by repeating the last one, so that
-    re-running subsets compiles for few distinct batch sizes."""
-    size = 1 << int(np.ceil(np.log2(todo.size)))
+SAME_SIZE_UP_TO = 64
+"""A re-run subset of a batch of at most this many members is padded to the batch's own size:
+it reuses the batch's compiled program, and the padding repeats real members, so a vmapped
+solve takes no extra steps. Larger batches pad to a power of two (less work per step)."""
+
+
+def pad_members(todo: np.ndarray, batch: int | None = None) -> jax.Array:
+    """The member indices `todo` of a `batch`, padded by repeating the last one to the batch's
+    size (up to `SAME_SIZE_UP_TO` members) or to a power of two, so that re-running subsets
+    compiles for few distinct batch sizes."""
+    if batch is not None and batch <= SAME_SIZE_UP_TO:
+        size = batch
+    else:
+        size = 1 << int(np.ceil(np.log2(todo.size)))
     return jnp.asarray(np.concatenate([todo, np.full(size - todo.size, todo[-1])]))
 
 
