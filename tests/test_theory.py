@@ -459,17 +459,21 @@ def test_two_layer_random_covariances_converge_to_norm_formula():
 
     stats, pred = random_covariances(100)
     n = len(pred)
-    nets = eqx.filter_vmap(
-        lambda k, s: mdln.FusionDLN.init(
-            k,
-            depth=2,
-            fusion_layer=2,
-            width=1,
-            d_A=10,
-            d_B=10,
-            init_scale=1e-100,
-            init="aligned",
-            align_to=s,
+    # built in one compiled program: eagerly, each operation of the aligned init would compile
+    # separately (measured here: 9.2 -> 6.7 s CPU)
+    nets = eqx.filter_jit(
+        eqx.filter_vmap(
+            lambda k, s: mdln.FusionDLN.init(
+                k,
+                depth=2,
+                fusion_layer=2,
+                width=1,
+                d_A=10,
+                d_B=10,
+                init_scale=1e-100,
+                init="aligned",
+                align_to=s,
+            )
         )
     )(jax.random.split(jax.random.key(1), n), stats)
     # buckets: 100 members with durations spread over decades; grouping them by the predicted
