@@ -48,6 +48,17 @@ import multimodal_dln  # noqa: E402, F401  (enables float64)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that share a module-scoped fixture (a solve several tests check) run on one xdist
+    worker (`--dist loadgroup`, pyproject.toml), so the fixture is computed once, not once per
+    worker; every other test is distributed freely."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs.values() if fixtures else ()
+        if any(d and d[-1].scope == "module" for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 def pytest_runtest_teardown(item, nextitem):
     multimodal_dln.release_compiled_if_crowded()
 
