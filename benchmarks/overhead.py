@@ -83,7 +83,7 @@ def cases(mode: str) -> list[dict]:
                 label="toy",
                 depth=2,
                 fusion_layer=2,
-                width=4,
+                width=16,  # 4 members of width 16: the batch of the other tiny runs
                 members=4,
                 init="entrywise",
                 init_scale=1e-3,

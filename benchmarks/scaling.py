@@ -39,7 +39,7 @@ def settings(mode: str) -> dict:
             widths=[4],
             width_members=4,
             depths=[2],
-            depth_width=4,
+            depth_width=16,  # with 4 members: the members sweep's 4-member solve
             depth_members=4,
             repeats=1,
             optional={},

@@ -49,7 +49,7 @@ def settings(mode: str) -> dict:
             ratios=[2.0, 3.0],
             rhos=[-0.5, 0.5],
             seeds=1,
-            width=4,
+            width=16,  # 4 members of width 16: the batch of the other tiny runs
             init_scale=1e-3,
             n_save=16,
             rtol=1e-8,
