@@ -337,41 +337,31 @@ def _toy_members(rhos_Qs, key=jax.random.key(0)):
 
 
 @pytest.mark.slow
-def test_hybrid_ode_matches_the_discrete_loop_fast():
-    """rho = 0.5, vanilla / Q = 1 / Q = 5 (the toy settings of docs/greedy.md): t_A and t_B of
-    the event-switched, duty-cycle-averaged ODE within 5 % of the discrete loop's. The
-    vanilla member is gradient flow (with the lr correction) with the diagnostics tracked:
-    d_util = -1 on the plateau, then the closed form; d_speed starts at -1.592
-    (docs/theory.md §6)."""
-    nets, stats, alpha, Q = _toy_members([(0.5, None), (0.5, 1), (0.5, 5)])
-    run = greedy.train(nets, stats, lr=AUTHORS_LR, n_steps=1000, alpha=alpha, Q=Q, n_save=2)
-    flow = greedy.balanced_flow(
-        nets, stats, lr=AUTHORS_LR, t_max=60.0, alpha=alpha, Q=Q, n_save=200
-    )
-    assert bool(jnp.all(flow.ok))
-    np.testing.assert_allclose(flow.t_A / AUTHORS_LR, run.t_A_step, rtol=0.05)
-    np.testing.assert_allclose(flow.t_B / AUTHORS_LR, run.t_B_step, rtol=0.05)
-    t_uni = 0.5 * (flow.t_A[0] + flow.t_B[0])
-    i_uni = int(jnp.argmin(jnp.abs(flow.ts[0] - t_uni)))
-    assert float(flow.d_util[0, i_uni]) < -0.999
-    np.testing.assert_allclose(flow.d_util[0, -1], -3 / 7, atol=1e-6)
-    np.testing.assert_allclose(flow.d_speed[0, 0], 4 * np.log10(2 / 5), rtol=1e-6)
-    assert np.all(np.asarray(flow.balancing[0]) == REG) and int(flow.n_switches[0]) == 0
-
-
-@pytest.mark.slow
 def test_hybrid_ode_matches_the_discrete_loop_on_the_toy_table():
     """All 2-layer cases of the toy table of docs/greedy.md: discrete loop vs the
-    duty-cycle-averaged ODE (event-switched) agree on t_A and t_B within 5 %."""
+    duty-cycle-averaged ODE (event-switched) agree on t_A and t_B within 5 %. The vanilla
+    rho = 0.5 member is gradient flow (with the lr correction) with the diagnostics tracked:
+    d_util = -1 on the plateau, then the closed form; d_speed starts at -1.592
+    (docs/theory.md §6). (One batch for the whole table, and the loop's save grid of
+    test_toy_findings, so that the loop's compiled program is shared with it.)"""
     cases = [(r, q) for r in (0.5, 0.0, -0.5) for q in (None, 1, 5)]
     nets, stats, alpha, Q = _toy_members(cases)
-    run = greedy.train(nets, stats, lr=AUTHORS_LR, n_steps=21_000, alpha=alpha, Q=Q, n_save=2)
+    run = greedy.train(
+        nets, stats, lr=AUTHORS_LR, n_steps=21_000, alpha=alpha, Q=Q, n_save=50, save="log"
+    )
     flow = greedy.balanced_flow(
         nets, stats, lr=AUTHORS_LR, t_max=21_000 * AUTHORS_LR, alpha=alpha, Q=Q, n_save=300
     )
     assert bool(jnp.all(flow.ok))
     np.testing.assert_allclose(flow.t_A / AUTHORS_LR, run.t_A_step, rtol=0.05)
     np.testing.assert_allclose(flow.t_B / AUTHORS_LR, run.t_B_step, rtol=0.05)
+    assert cases[0] == (0.5, None)  # member 0: vanilla, rho = 0.5
+    t_uni = 0.5 * (flow.t_A[0] + flow.t_B[0])
+    i_uni = int(jnp.argmin(jnp.abs(flow.ts[0] - t_uni)))
+    assert float(flow.d_util[0, i_uni]) < -0.999
+    np.testing.assert_allclose(flow.d_util[0, -1], -3 / 7, atol=1e-6)
+    np.testing.assert_allclose(flow.d_speed[0, 0], 4 * np.log10(2 / 5), rtol=1e-6)
+    assert np.all(np.asarray(flow.balancing[0]) == REG) and int(flow.n_switches[0]) == 0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -142,15 +142,19 @@ def test_random_covariance_sweep_with_reduced_prediction():
 
 
 def test_resume_completes_a_grown_sweep_and_load_reads_it(tmp_path, toy_frame):
+    """Three members first, then the other five (chunks of 3, one padded): every solve has the
+    batch size of test_results_do_not_depend_on_chunking, so no new compile."""
     sweep, full = toy_frame
-    half = sweeps.product(**TOY, rho=[0.0, 0.5], ratio=2.0, seed=range(2))
+    half = sweeps.product(**TOY, ratio=2.0) * sweeps.zipped(rho=[0.0, 0.0, 0.5], seed=[0, 1, 0])
     first = sweeps.run(half, tmp_path, progress=False)
-    assert len(first) == 4
+    assert len(first) == 3
     with pytest.raises(sweeps.SweepError, match="already holds a sweep"):
         sweeps.run(sweep, tmp_path, progress=False)
     seen = []
-    both = sweeps.run(sweep, tmp_path, resume=True, progress=False, on_chunk=seen.append)
-    assert len(both) == 8 and sum(map(len, seen)) == 4  # only the new members were solved
+    both = sweeps.run(
+        sweep, tmp_path, resume=True, chunk_size=3, progress=False, on_chunk=seen.append
+    )
+    assert len(both) == 8 and sum(map(len, seen)) == 5  # only the new members were solved
     back = sweeps.load(tmp_path)
     key = ["rho", "ratio", "seed"]
     a = back.sort_values(key).reset_index(drop=True)
@@ -208,12 +212,14 @@ def test_summary_table_and_figure_use_successful_members_only(tmp_path):
 
 
 def test_supplied_statistics_equal_the_toy_members(toy_frame):
-    """A user batch of `Statistics` (data="user") runs the same members as the toy axes: the
-    toy sweep's seed-0 rows, to round-off (other batch size)."""
+    """A user batch of `Statistics` (data="user"), each paired with a seed, runs the same
+    members as the toy axes: every row of the toy sweep, to round-off (chunks of 3, the batch
+    size of test_results_do_not_depend_on_chunking)."""
     _, df = toy_frame
-    toy = df[df["seed"] == 0].sort_values(["rho", "ratio"]).reset_index(drop=True)
+    toy = df.sort_values(["seed", "rho", "ratio"]).reset_index(drop=True)
     stats = jax.vmap(mdln.Statistics.toy)(toy["rho"].to_numpy(), toy["ratio"].to_numpy())
-    user = sweeps.run(sweeps.product(statistics=stats, **TOY), progress=False)
+    sweep = sweeps.zipped(statistics=stats, seed=toy["seed"].tolist()) * sweeps.product(**TOY)
+    user = sweeps.run(sweep, chunk_size=3, progress=False)
     assert (user["data"] == "user").all() and user["rho"].isna().all()
     user = user.sort_values("data_index").reset_index(drop=True)
     np.testing.assert_allclose(user["time_ratio"], toy["time_ratio"], rtol=1e-9)
