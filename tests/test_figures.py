@@ -252,7 +252,6 @@ def _style_problems(fig) -> list[str]:
     missing_s = styles - {h.get_linestyle() for h in lines if h.get_linewidth() > 0}
     problems += [f"marker {m!r} drawn but not in a legend" for m in sorted(missing_m)]
     problems += [f"line style {s!r} drawn but not in a legend" for s in sorted(missing_s)]
-    fig.set_dpi(50)  # layout in inches does not depend on it; drawing gets cheaper
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
@@ -269,7 +268,7 @@ def _style_problems(fig) -> list[str]:
     for owner, t in texts:
         if not (t.get_visible() and t.get_text().strip()):
             continue
-        bb = t.get_window_extent(renderer).shrunk(0.98, 0.9)
+        bb = t.get_window_extent(renderer).shrunk(0.98, 0.9)  # touching is not overlapping
         if not fig.bbox.padded(1).contains(bb.x0, bb.y0) or not fig.bbox.padded(1).contains(
             bb.x1, bb.y1
         ):
