@@ -225,7 +225,7 @@ def _horizon_arg(t_max, batch):
     compiled solve."""
     shape = () if batch is None else (batch,)
     if t_max is None:
-        return jnp.full(shape, jnp.nan)
+        return jnp.full(shape, jnp.nan, dtype=float)  # not weak-typed, as a given t_max
     return jnp.broadcast_to(t_max, shape) if t_max.ndim == 0 else t_max.reshape(shape)
 
 
