@@ -25,6 +25,7 @@ measures both).
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -37,8 +38,17 @@ from diffrax._term import WrapTerm  # what diffeqsolve wraps terms in (see `star
 from jaxtyping import Array, Bool, Float, Int
 
 from ._solve import Segment, checks_as_nan, take_members
+from ._validation import check_positive_int
 
-__all__ = ["Resumable", "advance", "compacted_work", "run_compacted", "start", "to_segment"]
+__all__ = [
+    "Resumable",
+    "advance",
+    "compacted_work",
+    "pool_size_for",
+    "run_compacted",
+    "start",
+    "to_segment",
+]
 
 
 class _ChainablePID(diffrax.AbstractAdaptiveStepSizeController):
@@ -266,3 +276,11 @@ def compacted_work(steps, chunk_steps: int, pool: int, min_size: int = 8) -> int
         left[real] -= taken
         slots.keep(left[real] > 0)
     return work
+
+
+def pool_size_for(pool_size: int | None, batch: int) -> int:
+    """The compaction pool: `pool_size` if given, else a quarter of the batch rounded up to a
+    power of two (at least 8)."""
+    if pool_size is not None:
+        return check_positive_int("pool_size", pool_size)
+    return max(8, 1 << int(math.ceil(math.log2(max(1, batch / 4)))))

@@ -20,7 +20,6 @@ plain flow. Pass the same lambda to `measure`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import diffrax
@@ -29,8 +28,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
-from . import _training as _tr
-from ._compaction import advance, run_compacted, running, start as resumable_start, to_segment
+from . import _compaction, _training as _tr
+from ._compaction import advance, pool_size_for, run_compacted, running, to_segment
 from ._config import (
     HORIZON_CAP,
     SolverConfig,
@@ -197,7 +196,7 @@ def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_step
     """The first solve of every member (one shot, in buckets or compacted); returns
     (trajectory, start values for continuations)."""
     if batch is not None and chunk_steps is not None:
-        pool = _pool_size(pool_size, batch)
+        pool = pool_size_for(pool_size, batch)
         return _run_compacted(static, cfg, chunk_steps, pool, args, axes, batch, mesh)
     more_axes = None if axes is None else axes[:2] + (0,) * 6
 
@@ -208,14 +207,6 @@ def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_step
     if batch is None or buckets == 1:
         return first(args)
     return run_in_buckets(first, args, axes, batch, buckets, cost)
-
-
-def _pool_size(pool_size, batch) -> int:
-    """The compaction pool: `pool_size` if given, else a quarter of the batch rounded up to a
-    power of two (at least 8)."""
-    if pool_size is not None:
-        return check_positive_int("pool_size", pool_size)
-    return max(8, 1 << int(math.ceil(math.log2(max(1, batch / 4)))))
 
 
 def _horizon_arg(t_max, batch):
@@ -337,7 +328,7 @@ class _Begin(eqx.Module):
         t0, t1, ts, atol, gap0, valid = start
         prob = _problem(params, self.static, objective, gap0, valid, self.cfg)
         cfg = self.cfg
-        state = resumable_start(
+        state = _compaction.start(
             prob.field, prob.y0, t0, t1, ts, prob.summary, solver=cfg.solver, rtol=cfg.rtol,
             atol=atol,
         )  # fmt: skip
