@@ -136,10 +136,12 @@ def _targets(stats: Statistics, lam, structure):
 
 
 def _measure_one(
-    traj: Trajectory, stats: Statistics, lam, bracket_rtol, learned_fraction, structure
+    traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction
 ) -> PhaseMeasurements:
     # the statistics in the trajectory's precision (a float32 run measured against float64 stats)
     stats = jax.tree.map(lambda a: jnp.asarray(a, traj.ts.dtype), stats)
+    lam = traj.weight_decay  # the run's lambda (its network fixes the regularized targets)
+    structure = None if lam is None else (traj.final.depth, traj.final.fusion_layer)
     w_uni, w_star = _targets(stats, lam, structure)
     n_A, dn_A = traj.norms("A")
     n_B, dn_B = traj.norms("B")
@@ -258,32 +260,18 @@ def measure(
         raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
     _check_dims(traj, stats)
     stats = validate_statistics(stats)
-    lam, structure = _weight_decay(traj)
-    return _measure_jit(traj, stats, lam, float(bracket_rtol), float(learned_fraction), structure)
-
-
-def _weight_decay(traj: Trajectory):
-    """(the run's lambda, or None when it trained without weight decay; (depth, fusion_layer)
-    of its network, which fix the regularized targets, or None)."""
-    if traj.weight_decay is None:
-        return None, None
-    net = traj.final
-    return jnp.asarray(traj.weight_decay, traj.ts.dtype), (net.depth, net.fusion_layer)
+    return _measure_jit(traj, stats, float(bracket_rtol), float(learned_fraction))
 
 
 @eqx.filter_jit
-def _measure_jit(traj, stats, lam, bracket_rtol, learned_fraction, structure):
+def _measure_jit(traj, stats, bracket_rtol, learned_fraction):
     one = functools.partial(
-        _measure_one,
-        bracket_rtol=bracket_rtol,
-        learned_fraction=learned_fraction,
-        structure=structure,
+        _measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction
     )
     if traj.ts.ndim == 1:
-        return one(traj, stats, lam)
+        return one(traj, stats)
     s_axis = 0 if stats.sigma_xx.ndim == 3 else None
-    l_axis = None if lam is None or lam.ndim == 0 else 0
-    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), s_axis, l_axis))(traj, stats, lam)
+    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), s_axis))(traj, stats)
 
 
 def generalization_error_curve(
