@@ -48,6 +48,7 @@ import multimodal_dln  # noqa: E402, F401  (enables float64)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests that share a module-scoped fixture (a solve several tests check) run on one xdist
     worker (`--dist loadgroup`, pyproject.toml), so the fixture is computed once, not once per
@@ -57,6 +58,19 @@ def pytest_collection_modifyitems(config, items):
         defs = fixtures.name2fixturedefs.values() if fixtures else ()
         if any(d and d[-1].scope == "module" for d in defs):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's hook
+def pytest_collection_finish(session):
+    """Fail loudly if xdist did not tag the grouped tests (pytest 9.2 with xdist 3.8 does not:
+    pyproject.toml pins pytest below it): ungrouped, every module fixture is computed on
+    both workers and the suite silently takes minutes longer."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group")]
+    lost = [n for n in lost if "@" not in n]
+    if lost:
+        raise pytest.UsageError(f"xdist did not group {len(lost)} tests, e.g. {lost[0]}")
 
 
 def pytest_runtest_teardown(item, nextitem):
