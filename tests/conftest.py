@@ -65,7 +65,7 @@ def pytest_collection_finish(session):
     """Fail loudly if xdist did not tag the grouped tests (pytest 9.2 with xdist 3.8 does not:
     pyproject.toml pins pytest below it): ungrouped, every module fixture is computed on
     both workers and the suite silently takes minutes longer."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):  # set on xdist workers
         return
     lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group")]
     lost = [n for n in lost if "@" not in n]

@@ -350,13 +350,14 @@ def balanced_flow(
     """
     check_flow_inputs(net, stats, algorithm, metric)
     t_max = float(check_positive("t_max", t_max))
+    ts = save_grid(t_max, int(n_save), 1e-4) if ts is None else ts
+    t_max = jnp.asarray(t_max, dtype=float)  # traced: a new horizon does not recompile
     lr = check_positive("lr (learning rate)", jnp.asarray(lr, dtype=float))
     alpha = check_alpha(alpha)
     Q = jnp.asarray(Q, dtype=float)
     Q = check(Q, Q < 1, f"Q (re-balancing window) must be >= 1; got {Q}.")
     warmup = check_positive("warmup", jnp.asarray(warmup, dtype=float), allow_zero=True)
     warmup_time = warmup * lr
-    ts = save_grid(t_max, int(n_save), 1e-4) if ts is None else ts
     ts = jnp.asarray(ts, dtype=float)
     cfg = _FlowCfg(
         algorithm, variant, metric, float(rtol), atol, int(max_steps), int(max_segments),
