@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+
 from .. import sweeps, theory
 from .._gradient_flow import gradient_flow
 from .._io import write_json
 from .._measurements import measure
-from .._network import FusionDLN
-from .._seeding import keys_for
-from .._statistics import Statistics
 from .figures import plot_misattribution, plot_time_ratio, plot_trajectory
 from .summary import median, summarize, text_table
 
@@ -157,13 +157,7 @@ def run_figures(rows, spec, out: Path) -> tuple[dict, dict]:
     mis_rows = [r for r in rows if r["ratio"] > 1.0]  # a unimodal phase exists only for r > 1
     if mis_rows:
         plot_misattribution(mis_rows, hue_order=order, path=mis_path)
-    stats0 = Statistics.toy(TRAJECTORY_POINT["rho"], TRAJECTORY_POINT["ratio"])
-    net = FusionDLN.init(
-        keys_for([0])[0], depth=DEPTH, fusion_layer=FUSION_LAYER, width=spec["width"], d_A=1,
-        d_B=1, init_scale=INIT_SCALE, init=INIT,
-    )  # fmt: skip
-    traj0 = gradient_flow(net, stats0)
-    meas0 = measure(traj0, stats0)
+    traj0, meas0, stats0 = _trajectory_member(spec)
     traj_path = out / "trajectory.png"
     plot_trajectory(
         traj0,
@@ -175,6 +169,26 @@ def run_figures(rows, spec, out: Path) -> tuple[dict, dict]:
     r0 = _trajectory_row(rows, meas0)
     figs = {"time_ratio_figure": tr_path, "misattribution_figure": mis_path}
     return figs | {"trajectory_figure": traj_path}, r0
+
+
+def _trajectory_member(spec):
+    """(trajectory, measurement, statistics) of the trajectory member (r = 2, rho = 0.5, seed
+    0), built by the sweep engine (the sweep's own member) and solved as a batch of the sweep's
+    chunk size with the sweep's solver settings, so that it runs the solve and measurement
+    programs the sweep compiled (an unbatched solve would compile both again)."""
+    point = {k: [v] for k, v in TRAJECTORY_POINT.items()}
+    sw = sweeps.product(
+        depth=DEPTH, fusion_layer=FUSION_LAYER, width=spec["width"], init=INIT,
+        init_scale=INIT_SCALE, seed=[0], **point,
+    )  # fmt: skip
+    (batch,) = sweeps.inputs(sw)
+    n = spec["chunk_size"]
+    nets, stats = jax.tree.map(lambda a: jnp.repeat(a, n, axis=0), (batch.nets, batch.stats))
+    st = batch.structure
+    traj = gradient_flow(nets, stats, n_save=st["n_save"], rtol=st["rtol"])
+    meas = measure(traj, stats)
+    first = lambda tree: jax.tree.map(lambda a: a[0], tree)  # noqa: E731
+    return first(traj), first(meas), first(stats)
 
 
 def _trajectory_row(rows, meas0) -> dict:
