@@ -125,8 +125,7 @@ def gradient_flow(
     )
     params, static = eqx.partition(net, eqx.is_array)
     mesh = resolve_mesh(shard, batch)
-    horizon = _horizon_arg(t_max, batch, jax.tree.leaves(params)[0].dtype)
-    args = (params, objective, horizon, jnp.asarray(t_min_fraction))
+    args = (params, objective, _horizon_arg(t_max, batch, params), jnp.asarray(t_min_fraction))
     first_axes = None if batch is None else axes + (0, None)
     if batch is not None and buckets > 1 and cost is None:
         cost = eqx.filter_vmap(_tr.default_horizon, in_axes=axes)(net, objective)
@@ -210,12 +209,12 @@ def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_step
     return run_in_buckets(first, args, axes, batch, buckets, cost)
 
 
-def _horizon_arg(t_max, batch, dtype):
-    """The horizon per member as the solve's traced argument, in the network's `dtype`: NaN
+def _horizon_arg(t_max, batch, params):
+    """The horizon per member as the solve's traced argument, in the dtype of `params`: NaN
     where it is to be estimated (`t_max` None), a given scalar broadcast; shape () without a
     batch, else (batch,). Traced like t_min_fraction, so estimated and given horizons and any
     save-grid start share one compiled solve (same dtype, neither weak-typed)."""
-    shape = () if batch is None else (batch,)
+    shape, dtype = (() if batch is None else (batch,)), jax.tree.leaves(params)[0].dtype
     if t_max is None:
         return jnp.full(shape, jnp.nan, dtype=dtype)
     t_max = jnp.asarray(t_max, dtype)
