@@ -20,7 +20,10 @@ Initialization scale u0 (the paper's "init"; docs/theory.md §1) means the *per-
   the deep theory assumes (docs/theory.md §3). Given `align_to` statistics, the output and input
   directions are those of the solution W* = Sigma_yx Sigma_xx^+ (signs included, so the
   rank-one path can reach it); otherwise they are random unit vectors. For scalar modalities
-  and output the rank-one structure is preserved exactly by gradient flow.
+  and output the rank-one structure is preserved exactly by gradient flow. `layer_scales`
+  multiplies layer l's scale by m_l (unbalanced, "lambda-balanced" starts: the conserved
+  offsets s_{l+1}^2 - s_l^2 between branch layers are then (m_{l+1}^2 - m_l^2) u0^2;
+  docs/theory.md §9).
 - ``"random"``: the authors' `deep_fusion` Gaussian scheme: entries N(0, std^2) with
   std = u0 / sqrt(numel) for branch layers (Frobenius norm ~ u0) and
   std = sqrt(2) u0 / sqrt(numel) for the whole fusion layer and the shared layers (norm
@@ -43,6 +46,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from . import _linalg
 from ._activations import ACTIVATIONS, activate, check_activation
+from ._layers import check_layer_scales
 from ._statistics import Statistics
 from ._validation import (
     _show,
@@ -176,6 +180,7 @@ class FusionDLN(eqx.Module):
         align_to: Statistics | None = None,
         activation: Literal["linear", "relu", "leaky_relu"] = "linear",
         negative_slope: float = 0.01,
+        layer_scales: ArrayLike | Sequence | None = None,
     ) -> FusionDLN:
         """Build a network; see the module docstring for what `init_scale` (u0) means per scheme.
 
@@ -183,6 +188,15 @@ class FusionDLN(eqx.Module):
         (branch layer l of either modality has h_l units). `init_scale` may be traced, so
         `eqx.filter_vmap(FusionDLN.init ...)` over keys and scales builds a batch without
         recompiling per value.
+
+        `layer_scales` (``init="aligned"`` only; None: all 1, the balanced scheme, unchanged):
+        per-layer multipliers m_l > 0, shape (L,), or (2, L) with one row per modality (rows equal
+        on the shared layers l > L_f). Layer l gets scale m_l u0 (shared layers sqrt(2) m_l u0),
+        so W_m^tot(0) is multiplied by prod_l m_l and the conserved offsets are
+        (m_{l+1}^2 - m_l^2) u0^2 (docs/theory.md §9). Multipliers rather than an `imbalance`
+        argument: they describe every depth and fusion layer with one array, leave u0 its
+        meaning, and are traced (vmap over them); a target imbalance at a fixed initial product
+        is converted by `theory.two_layer_scales`.
         """
         depth, fusion_layer, widths, (d_A, d_B, d_out) = _structure(
             depth, fusion_layer, width, d_A, d_B, d_out
@@ -190,6 +204,8 @@ class FusionDLN(eqx.Module):
         init_scale, negative_slope = _check_init_options(
             init, init_scale, align_to, activation, negative_slope, (d_A, d_B, d_out)
         )
+        if layer_scales is not None:
+            layer_scales = check_layer_scales(layer_scales, init, depth, fusion_layer)
         _check_memory(depth, fusion_layer, widths, (d_A, d_B, d_out), width)
         u0 = jnp.asarray(init_scale, dtype=float)
         # dims[l] = output size of layer l (l = 1..L); dims[0] per branch = input size.
@@ -197,7 +213,7 @@ class FusionDLN(eqx.Module):
         L, Lf = depth, fusion_layer
         if init == "aligned":
             return cls._aligned(
-                key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope
+                key, dims, L, Lf, d_A, d_B, (u0, layer_scales), align_to, activation, negative_slope
             )
         return cls._gaussian(key, dims, L, Lf, d_A, d_B, u0, init, activation, negative_slope)
 
@@ -236,7 +252,13 @@ class FusionDLN(eqx.Module):
         )
 
     @classmethod
-    def _aligned(cls, key, dims, L, Lf, d_A, d_B, u0, align_to, activation, negative_slope):
+    def _aligned(cls, key, dims, L, Lf, d_A, d_B, scales, align_to, activation, negative_slope):
+        u0, rows = scales  # rows: None (balanced) or the (L,) / (2, L) layer multipliers
+        rows = None if rows is None else jnp.broadcast_to(rows, (2, L))
+
+        def s(m, k):  # layer k's scale for modality m (0: A, 1: B); u0 itself when balanced
+            return u0 if rows is None else u0 * rows[m, k - 1]
+
         kA, kB, kh, ko = jax.random.split(key, 4)
         if align_to is not None:
             # Directions of the solution W* = Sigma_yx Sigma_xx^+: output along its top left
@@ -263,12 +285,12 @@ class FusionDLN(eqx.Module):
         q_B = [v_B] + [_unit(next(hkeys), dims[k]) for k in range(1, Lf)]
         q_sh = {k: _unit(next(hkeys), dims[k]) for k in range(Lf, L)}
         q_sh[L] = q_out
-        branch_A = tuple(u0 * jnp.outer(q_A[k], q_A[k - 1]) for k in range(1, Lf))
-        branch_B = tuple(u0 * jnp.outer(q_B[k], q_B[k - 1]) for k in range(1, Lf))
-        fusion_A = u0 * jnp.outer(q_sh[Lf], q_A[Lf - 1])
-        fusion_B = u0 * jnp.outer(q_sh[Lf], q_B[Lf - 1])
+        branch_A = tuple(s(0, k) * jnp.outer(q_A[k], q_A[k - 1]) for k in range(1, Lf))
+        branch_B = tuple(s(1, k) * jnp.outer(q_B[k], q_B[k - 1]) for k in range(1, Lf))
+        fusion_A = s(0, Lf) * jnp.outer(q_sh[Lf], q_A[Lf - 1])
+        fusion_B = s(1, Lf) * jnp.outer(q_sh[Lf], q_B[Lf - 1])
         shared = tuple(
-            jnp.sqrt(2.0) * u0 * jnp.outer(q_sh[k], q_sh[k - 1]) for k in range(Lf + 1, L + 1)
+            jnp.sqrt(2.0) * s(0, k) * jnp.outer(q_sh[k], q_sh[k - 1]) for k in range(Lf + 1, L + 1)
         )
         return cls(
             branch_A, branch_B, fusion_A, fusion_B, shared, L, Lf, activation, negative_slope

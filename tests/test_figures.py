@@ -394,6 +394,12 @@ def _zhang_figures() -> dict:
                     "time_ratio": 2.0} for f in ("late", "early") for rho in wd._RHOS
                    for x in (0.0, 0.5)]  # fmt: skip
         figs["weight-decay"] = FIGURES["weight-decay"].plot(wd_rows, {})
+    if "unbalanced-init" in FIGURES:  # registered with its module
+        ub = importlib.import_module("multimodal_dln.experiments.zhang2024.unbalanced")
+        ub_rows = [{"rho": 0.5, "series": s, "delta_A": d, "delta_B": d, "abs_delta": abs(d),
+                    "t_A": 1.0, "t_B": 5.0, "time_ratio": 5.0, "success": True}
+                   for s in ub.SERIES for d in (0.0, 1e-6, -1e-6)]  # fmt: skip
+        figs["unbalanced-init"] = FIGURES["unbalanced-init"].plot(ub_rows, {})
     return figs
 
 

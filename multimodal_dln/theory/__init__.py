@@ -26,8 +26,10 @@ Modules (all private, re-exported here): `_fixed_points` (fixed points, plateau 
 which modality is learned first; docs/theory.md §2), `_two_layer` (two-layer late fusion;
 §2), `_deep` (deep and intermediate fusion; §3), `_misattribution` (misattribution and
 superficial preference; §4), `_generalization` (§5), `_toy` (toy-data predictions per
-network structure, NaN where no closed form applies) and `_weight_decay` (weight decay: final
-solutions, late fusion's threshold, phase times; beyond the paper, §8). The reduced rank-one
+network structure, NaN where no closed form applies), `_weight_decay` (weight decay: final
+solutions, late fusion's threshold, phase times; beyond the paper, §8) and `_imbalance`
+(unbalanced starts: two-layer late fusion's phase times with a per-modality imbalance; beyond the
+paper, §9). The reduced rank-one
 dynamics these formulas are the u0 -> 0 limit of is an ODE, exported at top level
 (`multimodal_dln.reduced_flow`, docs/theory.md §3), not here.
 """
@@ -59,6 +61,12 @@ from ._generalization import (
     late_fusion_final_solution,
     min_norm_solution,
     unimodal_generalization_error,
+)
+from ._imbalance import (
+    imbalanced_log_scale,
+    phase_times_imbalanced,
+    time_ratio_imbalanced,
+    two_layer_scales,
 )
 from ._misattribution import (
     contribution_boundary,
@@ -133,6 +141,11 @@ __all__ = [
     "phase_times_weight_decay",
     "time_ratio_weight_decay",
     "time_ratio_weight_decay_toy",
+    # unbalanced starts, beyond the paper (§9)
+    "imbalanced_log_scale",
+    "phase_times_imbalanced",
+    "time_ratio_imbalanced",
+    "two_layer_scales",
     # helpers
     "swap_modalities",
     "orient_first_learned",

@@ -38,6 +38,7 @@ from . import (
     superficial,
     toy,
     trajectories,
+    unbalanced,
     weight_decay,
 )
 from ._common import Context
@@ -184,6 +185,14 @@ FIGURES: dict[str, Entry] = {
         "beyond",
         "§8",
         "weight decay: late fusion's threshold, early fusion learns both",
+    ),
+    "unbalanced-init": Entry(
+        unbalanced.simulate_unbalanced,
+        unbalanced.summarize_unbalanced,
+        unbalanced.plot_unbalanced,
+        "beyond",
+        "§9",
+        "unbalanced (lambda-balanced) starts: phase times vs imbalance",
     ),
 }
 
