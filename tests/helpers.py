@@ -7,10 +7,12 @@ batches (chunks) of 4 members, so the batched solver compiles once per session.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 
+import jax
 import numpy as np
 
 from multimodal_dln import theory
@@ -26,6 +28,23 @@ CLI_BASE = ["--depth", "2", "--width", "8", "--init-scale", "1e-12", "--seeds", 
 """`mdln simulate` options giving the same shapes (4 seeds = one chunk)."""
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@contextlib.contextmanager
+def lowerings(fun_name: str):
+    """The durations of every lowering to MLIR, inside the block, of a jitted function whose
+    name contains `fun_name` (a new trace: the persistent compilation cache does not hide it)."""
+    lowered = []
+
+    def listen(event, duration, **kw):
+        if event.endswith("jaxpr_to_mlir_module_duration") and fun_name in kw.get("fun_name", ""):
+            lowered.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield lowered
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def same_row(a, b) -> bool:

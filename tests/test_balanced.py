@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import lowerings
 
 import multimodal_dln as mdln
 from multimodal_dln import greedy
@@ -363,21 +364,10 @@ def test_hybrid_ode_matches_the_discrete_loop_on_the_toy_table():
     np.testing.assert_allclose(flow.d_speed[0, 0], 4 * np.log10(2 / 5), rtol=1e-6)
     assert np.all(np.asarray(flow.balancing[0]) == REG) and int(flow.n_switches[0]) == 0
     # the horizon is traced: another t_max runs the compiled flow (no new lowering)
-    lowered = []
-
-    def listen(event, duration, **kw):
-        if event.endswith("jaxpr_to_mlir_module_duration") and "_flow_jit" in kw.get(
-            "fun_name", ""
-        ):
-            lowered.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with lowerings("_flow_jit") as lowered:
         short = greedy.balanced_flow(
             nets, stats, lr=AUTHORS_LR, t_max=1.0, alpha=alpha, Q=Q, n_save=300
         )
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert not lowered, "a new t_max compiled the flow again"
     np.testing.assert_allclose(short.t_end, 1.0, rtol=1e-12)
 

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import lowerings
 
 import multimodal_dln as mdln
 from multimodal_dln import theory
@@ -207,24 +208,13 @@ def test_estimated_and_given_horizons_share_one_compiled_solve():
     weak-typed NaN used to compile the start-values program again). Counted as lowerings
     during the second call, which the persistent cache does not hide. (No cache clearing:
     that would make every later test of this worker trace its programs again.)"""
-    lowered = []
-
-    def listen(event, duration, **kw):
-        if event.endswith("jaxpr_to_mlir_module_duration") and kw.get("fun_name") == (
-            "jit(_call_jit)"
-        ):
-            lowered.append(duration)
-
     stats = jax.vmap(mdln.Statistics.toy)(jnp.array([0.0, 0.5]), jnp.array([2.0, 2.0]))
     nets = eqx.filter_vmap(lambda k: mdln.FusionDLN.init(
         k, depth=2, fusion_layer=2, width=3, d_A=1, d_B=1, init_scale=1e-3))(
         jax.random.split(jax.random.key(0), 2))  # fmt: skip
     est = mdln.gradient_flow(nets, stats, horizon_cap=1.0)
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with lowerings("jit(_call_jit)") as lowered:
         given = mdln.gradient_flow(nets, stats, t_max=jnp.full(2, 1e4))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert not lowered, "a given t_max compiled another solve program"
     assert np.all(np.asarray(est.status) == mdln.Status.OK)
     assert np.all(np.asarray(given.status) == mdln.Status.OK)

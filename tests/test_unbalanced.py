@@ -81,6 +81,21 @@ def _solve(nets, stats, depth, fusion_layer, t_max, extra_states=None, extra_sta
     return full, red, m_full, m_red, states
 
 
+def _assert_network_equals_reduced(full, red, m_full, m_red, weights_atol):
+    """The networks' solve against the first members of the reduced batch (its own states):
+    t_A, t_B and t_B/t_A to 1e-4, and W^tot on the common save grid (before either run ends)
+    to `weights_atol` x the largest network weight."""
+    n = full.ts.shape[0]
+    for f in ("t_A", "t_B", "time_ratio"):
+        np.testing.assert_allclose(getattr(m_red, f)[:n], getattr(m_full, f), rtol=1e-4)
+    live = np.asarray(full.ts < jnp.minimum(full.t_end, red.t_end[:n])[:, None])
+    scale = float(jnp.max(jnp.abs(full.weights)))
+    np.testing.assert_allclose(
+        np.asarray(red.weights[:n])[live], np.asarray(full.weights)[live],
+        atol=weights_atol * scale,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def two_layer():
     """L = 2: NET_2 as networks (and their reduced states), THEORY_2 from
@@ -106,13 +121,7 @@ def test_two_layer_network_equals_reduced_flow(two_layer):
     layer_scales=...)`."""
     stats, nets, _, full, red, m_full, m_red, states = two_layer
     n = len(NET_2)
-    for f in ("t_A", "t_B", "time_ratio"):
-        np.testing.assert_allclose(getattr(m_red, f)[:n], getattr(m_full, f), rtol=1e-4)
-    live = np.asarray(full.ts < jnp.minimum(full.t_end, red.t_end[:n])[:, None])
-    scale = float(jnp.max(jnp.abs(full.weights)))
-    np.testing.assert_allclose(
-        np.asarray(red.weights[:n])[live], np.asarray(full.weights)[live], atol=1e-6 * scale
-    )
+    _assert_network_equals_reduced(full, red, m_full, m_red, weights_atol=1e-6)
     # sign of the imbalance: same |delta|, same W(t) (members 1 and 2; 5 and 6)
     for i, j in ((1, 2), (5, 6)):
         np.testing.assert_allclose(m_full.t_B[i], m_full.t_B[j], rtol=1e-6)  # measured 4e-7
@@ -292,14 +301,7 @@ def test_intermediate_fusion_network_equals_reduced_flow(three_layer):
     of max |W| (measured 3.9e-6); the imbalance moves t_B by 5.3 % and 11.6 % from the
     balanced member."""
     stats, nets, _, full, red, m_full, m_red, states = three_layer
-    n = len(SCALES_3)
-    for f in ("t_A", "t_B", "time_ratio"):
-        np.testing.assert_allclose(getattr(m_red, f)[:n], getattr(m_full, f), rtol=1e-4)
-    live = np.asarray(full.ts < jnp.minimum(full.t_end, red.t_end[:n])[:, None])
-    scale = float(jnp.max(jnp.abs(full.weights)))
-    np.testing.assert_allclose(
-        np.asarray(red.weights[:n])[live], np.asarray(full.weights)[live], atol=1e-5 * scale
-    )
+    _assert_network_equals_reduced(full, red, m_full, m_red, weights_atol=1e-5)
     for i in (0, 1):
         assert abs(float(m_full.t_B[i] / m_full.t_B[3]) - 1) > 0.04
     off, shared = np.asarray(states.branch_offsets), np.asarray(states.shared_offsets)
