@@ -9,6 +9,10 @@ with growth rate 2 s grows by (1 + 2 s lr) per step instead of exp(2 s lr), so w
 (toy ratio 2, rho 0.5) GD learns A ~9 % later than gradient flow and the time ratio comes out
 ~4.6 instead of ~5.0 (measured; see docs/reproduction.md).
 
+Minibatch SGD (`batch_size` b < n on a `Dataset`, `key` per member or shared): step k uses b
+samples of a per-epoch shuffle (`multimodal_dln._minibatch`; docs/theory.md §10); the saved
+summaries, convergence and divergence use the loss on all n samples. b = n is full-batch GD.
+
 Batched with `vmap` over networks, statistics and learning rates, the optimizer state batched
 alongside (one `optax.sgd` state per member). Summaries are saved at log-spaced steps; members
 stop at convergence; a member whose loss becomes non-finite or grows beyond `divergence_factor`
@@ -30,11 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import ArrayLike
+from jaxtyping import Array, ArrayLike, Key
 
 from . import _linalg, _training as _tr
 from ._config import HORIZON_CAP
 from ._dataset import Dataset
+from ._minibatch import minibatch
 from ._network import FusionDLN
 from ._sharding import resolve_mesh
 from ._solve import call, pad_members, scatter_members, take_members, unconverged_members
@@ -80,6 +85,8 @@ def gradient_descent(
     divergence_factor: float = 1e6,
     on_divergence: str = "warn",
     horizon_cap: float = HORIZON_CAP,
+    batch_size: int | None = None,
+    key: Key[Array, "*members"] | None = None,
     shard="auto",
 ) -> Trajectory:
     """Run full-batch GD for one network or a batch (same batching rules as `gradient_flow`).
@@ -97,8 +104,13 @@ def gradient_descent(
     - `divergence_factor`: a loss above this multiple of the initial one (or non-finite) diverges.
     - `on_divergence`: "warn" (default), "raise" (ValueError naming lr and the stable range) or
       "ignore"; divergence is always `Status.DIVERGED`. `shard`: as in `gradient_flow`.
+    - `batch_size`: minibatch SGD with b samples per step (1 <= b <= n; the objective must be a
+      `Dataset`); None: full batch. `key`: the minibatch draws (`multimodal_dln._minibatch`),
+      one PRNG key shared by every member or one per member (shape `(batch,)`, e.g. seeds
+      vmapped with `jax.random.split`); needed exactly when `batch_size` is given.
 
-    **Returns:** a `Trajectory` with `ts` = steps x lr and a `status` per member.
+    **Returns:** a `Trajectory` with `ts` = steps x lr and a `status` per member (`method` "gd",
+    or "sgd" with minibatches).
     """
     if on_divergence not in ("warn", "raise", "ignore"):
         raise ValueError(
@@ -106,10 +118,12 @@ def gradient_descent(
         )
     net, objective, batch, net_axis, obj_axis = _tr.prepare(net, objective, weight_decay)
     lr, lr_axis = _check_lr(lr, batch)
+    batch_size, key, key_axis = _check_minibatch(batch_size, key, objective, batch)
     n_save = check_positive_int("n_save", n_save)
     cfg = _GDConfig(
         check_option_open("converge_rtol", converge_rtol, 0.0, 1.0),
         check_option_min("divergence_factor", divergence_factor, 1.0, strict=True, finite=False),
+        batch_size,
     )
     itemsize = jnp.dtype(jax.tree.leaves(eqx.filter(net, eqx.is_array))[0].dtype).itemsize
     check_solve_memory(
@@ -132,19 +146,19 @@ def gradient_descent(
     params, static = eqx.partition(net, eqx.is_array)
     member, mesh = _GD(static, cfg), resolve_mesh(shard, batch)
 
-    def run(params, objective, lr, n_steps, axes):
-        args = (params, objective, lr, _save_steps(n_steps, n_save))
+    def run(members, n_steps, axes):  # members: (params, objective, lr, key)
+        args = members + (_save_steps(n_steps, n_save),)
         return call(member, args, None if batch is None else axes + (None,), mesh)
 
-    axes = (net_axis, obj_axis, lr_axis)
-    traj = run(params, objective, lr, n_steps, axes)
+    members, axes = (params, objective, lr, key), (net_axis, obj_axis, lr_axis, key_axis)
+    traj = run(members, n_steps, axes)
     if isinstance(traj.status, jax.core.Tracer):
         return traj  # under the caller's jit: statuses cannot be read here
     if auto_steps:
         for factor in (8, 64):
             if factor > horizon_cap:
                 break
-            traj = _rerun_unconverged(run, traj, params, objective, lr, n_steps * factor, axes)
+            traj = _rerun_unconverged(run, traj, members, n_steps * factor, axes)
     if on_divergence != "ignore":
         _report_divergence(traj, net, objective, lr, on_divergence)
     return traj
@@ -161,6 +175,36 @@ def _check_lr(lr, batch):
     return lr, lr_axis
 
 
+def _check_minibatch(batch_size, key, objective, batch):
+    """(batch_size, key, key's vmap axis): None, None, None for full-batch GD; else b in
+    [1, n] on a `Dataset` objective and a typed PRNG key, shared or one per member."""
+    if batch_size is None:
+        if key is not None:
+            raise ValueError("key is used for minibatches only; pass batch_size too (or no key).")
+        return None, None, None
+    data, _ = _tr.split_decay(objective)
+    if not isinstance(data, Dataset):
+        raise ValueError(
+            "batch_size (minibatch SGD) needs a Dataset of samples as the objective; got "
+            f"{type(data).__name__} (draw samples with multimodal_dln.sample(key, stats, n))."
+        )
+    b = check_positive_int("batch_size", batch_size)
+    if b > data.n:
+        raise ValueError(f"batch_size must be at most the number of samples {data.n}; got {b}.")
+    if key is None:
+        raise ValueError("batch_size needs key= (a PRNG key, or one per member) for minibatches.")
+    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise ValueError(
+            "key must be a typed PRNG key (jax.random.key(seed), or jax.random.split of one); "
+            f"got {type(key).__name__} of dtype {getattr(key, 'dtype', None)}."
+        )
+    if key.ndim > 1 or (key.ndim == 1 and key.shape[0] != (batch or 0)):
+        raise ValueError(
+            f"key must be one key or one per member ({batch}); got shape {key.shape}."
+        )
+    return b, key, (0 if key.ndim == 1 else None)
+
+
 def _save_steps(n_steps: int, n_save: int):
     """Exactly n_save log-spaced save steps (repeats at the start are empty intervals), so the
     output shape depends on n_save only: a new n_steps does not recompile."""
@@ -168,19 +212,17 @@ def _save_steps(n_steps: int, n_save: int):
     return jnp.asarray(np.concatenate([[0], steps]))
 
 
-def _rerun_unconverged(run, traj, params, objective, lr, n_steps, axes):
-    """Run the members that have not converged again with a larger step budget (GD is
-    deterministic, so their start is repeated exactly); others are kept."""
+def _rerun_unconverged(run, traj, members, n_steps, axes):
+    """Run the members that have not converged again with a larger step budget (GD, and SGD
+    for a given key, is deterministic, so their start is repeated exactly); others are kept."""
     todo = unconverged_members(traj.status)
     if todo.size == 0:
         return traj
     if traj.ts.ndim == 1:
-        return run(params, objective, lr, n_steps, axes)
+        return run(members, n_steps, axes)
     idx = pad_members(todo, traj.ts.shape[0])  # a small batch: its own compiled loop
     sub = run(
-        *(take_members(a, idx, ax) for a, ax in zip((params, objective, lr), axes, strict=True)),
-        n_steps,
-        axes,
+        tuple(take_members(a, idx, ax) for a, ax in zip(members, axes, strict=True)), n_steps, axes
     )
     return scatter_members(traj, sub, todo)
 
@@ -207,9 +249,20 @@ def _report_divergence(traj, net, objective, lr, on_divergence):
 class _GDConfig(eqx.Module):
     converge_rtol: float = eqx.field(static=True)
     divergence_factor: float = eqx.field(static=True)
+    batch_size: int | None = eqx.field(static=True, default=None)  # None: full batch
 
 
-def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajectory:
+def _step_loss(params, static, objective, key, step, b):
+    """The loss step `step` descends (on the flat parameters): on the whole objective, or on
+    its minibatch of `b` samples (`_minibatch.minibatch`; weight decay kept)."""
+    if b is None:
+        return _tr.flat_problem(params, static, objective)[2]
+    data, lam = _tr.split_decay(objective)
+    sub = minibatch(data, key, step, b)
+    return _tr.flat_problem(params, static, sub if lam is None else _tr.Regularized(sub, lam))[2]
+
+
+def _gd_one(params, static, objective, lr, key, save_steps, cfg: _GDConfig) -> Trajectory:
     net0 = eqx.combine(params, static)
     valid = _tr.member_valid(params, objective)
     objective = _tr.safe_objective(objective, valid)
@@ -234,9 +287,9 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
         jnp.zeros((n,), l0.dtype).at[0].set(l0),
     )
 
-    def gd_step(_, carry):
+    def gd_step(k, carry):
         p, s = carry
-        g = jax.grad(loss_fn)(p)
+        g = jax.grad(_step_loss(params, static, objective, key, k, cfg.batch_size))(p)
         updates, s = opt.update(g, s, p)
         return optax.apply_updates(p, updates), s
 
@@ -278,7 +331,7 @@ def _gd_one(params, static, objective, lr, save_steps, cfg: _GDConfig) -> Trajec
         num_steps=save_steps[i_end],
         final=eqx.combine(unravel(p_end), static),
         d_A=net0.d_A,
-        method="gd",
+        method="gd" if cfg.batch_size is None else "sgd",
         fusion_layer=net0.fusion_layer,
         weight_decay=_tr.split_decay(objective)[1],
     )
@@ -291,8 +344,8 @@ class _GD(eqx.Module):
     static: FusionDLN = eqx.field(static=True)
     cfg: _GDConfig = eqx.field(static=True)
 
-    def __call__(self, params, objective, lr, save_steps):
-        return _gd_one(params, self.static, objective, lr, save_steps, self.cfg)
+    def __call__(self, params, objective, lr, key, save_steps):
+        return _gd_one(params, self.static, objective, lr, key, save_steps, self.cfg)
 
 
 def pow2_steps(need: float) -> int:

@@ -65,12 +65,19 @@ _GD_REMEDIES = {
 }
 
 
+_SGD_REMEDIES = {
+    **_GD_REMEDIES,
+    Status.NOT_CONVERGED: "did not converge within the step budget n_steps; raise n_steps, or, "
+    "with label noise (SGD then stays a noise floor above L*), raise converge_rtol",
+}
+
+
 def describe(code, method: str = "flow") -> str:
-    """One-line reason (with the remedy) for a status code; `method` "flow", "gd" or "reduced"."""
+    """One-line reason (with the remedy) for a status code; `method` "flow", "gd", "sgd" or
+    "reduced"."""
     code = Status(int(code))
-    if method == "gd" and code in _GD_REMEDIES:
-        return _GD_REMEDIES[code]
-    return _REASONS[code]
+    remedies = {"gd": _GD_REMEDIES, "sgd": _SGD_REMEDIES}.get(method, {})
+    return remedies.get(code, _REASONS[code])
 
 
 def status_names(codes) -> list[str]:

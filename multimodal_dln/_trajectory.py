@@ -54,7 +54,8 @@ class Trajectory(eqx.Module):
     - `num_steps`: integrator steps (GD: steps) taken.
     - `final`: the final network (full weights), or None.
     - `d_A`: size of modality A (static).
-    - `method`: "flow", "gd" or "reduced" (static; selects the remedy in `failure_reasons`).
+    - `method`: "flow", "gd", "sgd" (minibatches) or "reduced" (static; selects the remedy in
+      `failure_reasons`).
     - `fusion_layer`: the network's L_f when known statically (None otherwise); `measure`
       requires t_A <= t_B only where a unimodal phase is predicted (L_f >= 2).
     - `weight_decay`: the lambda the run trained with, per member (docs/theory.md §8), or None

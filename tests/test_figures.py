@@ -400,6 +400,15 @@ def _zhang_figures() -> dict:
                     "t_A": 1.0, "t_B": 5.0, "time_ratio": 5.0, "success": True}
                    for s in ub.SERIES for d in (0.0, 1e-6, -1e-6)]  # fmt: skip
         figs["unbalanced-init"] = FIGURES["unbalanced-init"].plot(ub_rows, {})
+    if "minibatch-noise" in FIGURES:  # registered with its module
+        mb = importlib.import_module("multimodal_dln.experiments.zhang2024.minibatch")
+        one = {"t_A": 1.0, "t_B": 5.0, "time_ratio": 5.0, "success": True}
+        runs = {b: {"t_A": np.array([1.02, 1.04]), "t_B": np.array([5.0, 4.9]),
+                    "time_ratio": np.array([4.9, 4.7]), "success": np.array([True, True]),
+                    "status": ["OK", "OK"]} for b in (1, 4)}  # fmt: skip
+        sim = {"cfg": {"n": 8, "batch_sizes": [1, 4], "seeds": 2, "width": 2}, "sgd": runs,
+               "gd": one, "flow": one | {"time_ratio": 5.1}, "slowdown": {1: 1.03, 4: 1.01}}
+        figs["minibatch-noise"] = FIGURES["minibatch-noise"].plot(*mb.summarize_minibatch(sim))
     return figs
 
 

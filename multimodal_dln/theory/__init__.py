@@ -27,11 +27,11 @@ which modality is learned first; docs/theory.md §2), `_two_layer` (two-layer la
 §2), `_deep` (deep and intermediate fusion; §3), `_misattribution` (misattribution and
 superficial preference; §4), `_generalization` (§5), `_toy` (toy-data predictions per
 network structure, NaN where no closed form applies), `_weight_decay` (weight decay: final
-solutions, late fusion's threshold, phase times; beyond the paper, §8) and `_imbalance`
+solutions, late fusion's threshold, phase times; beyond the paper, §8), `_imbalance`
 (unbalanced starts: two-layer late fusion's phase times with a per-modality imbalance; beyond the
-paper, §9). The reduced rank-one
-dynamics these formulas are the u0 -> 0 limit of is an ODE, exported at top level
-(`multimodal_dln.reduced_flow`, docs/theory.md §3), not here.
+paper, §9) and `_minibatch` (how much later minibatch SGD learns the first modality; beyond
+the paper, §10). The reduced rank-one dynamics these formulas are the u0 -> 0 limit of is an
+ODE, exported at top level (`multimodal_dln.reduced_flow`, docs/theory.md §3), not here.
 """
 
 from ._deep import (
@@ -68,6 +68,7 @@ from ._imbalance import (
     time_ratio_imbalanced,
     two_layer_scales,
 )
+from ._minibatch import sgd_slowdown_two_layer
 from ._misattribution import (
     contribution_boundary,
     misattribution,
@@ -109,6 +110,7 @@ __all__ = [
     "time_ratio_toy",
     "time_ratio_two_layer",
     "time_ratio_two_layer_gd",
+    "sgd_slowdown_two_layer",
     "learning_time_two_layer",
     "phase_times_two_layer",
     # deep / intermediate fusion (§3)

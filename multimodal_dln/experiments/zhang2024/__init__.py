@@ -8,7 +8,8 @@
 - `generalization`: under- vs over-parametrized fusion (F7);
 - `relu`: ReLU networks: heterogeneous XOR and noisy digits (F8);
 - `convergence`: convergence to the leading-order time ratio as u0 -> 0 (beyond the paper);
-- `weight_decay`, `unbalanced`: weight decay and unbalanced starts (beyond the paper);
+- `weight_decay`, `unbalanced`, `minibatch`: weight decay, unbalanced starts and minibatch
+  noise (beyond the paper);
 - `registry`: `FIGURES` (name -> `Entry`), `reproduce`, `reproduce_all`.
 
 Each entry is ``simulate(ctx) -> sim``, ``summarize(sim) -> (rows, summary)`` and

@@ -33,6 +33,7 @@ from . import (
     convergence,
     deep,
     generalization,
+    minibatch,
     random_cov,
     relu,
     superficial,
@@ -193,6 +194,14 @@ FIGURES: dict[str, Entry] = {
         "beyond",
         "§9",
         "unbalanced (lambda-balanced) starts: phase times vs imbalance",
+    ),
+    "minibatch-noise": Entry(
+        minibatch.simulate_minibatch,
+        minibatch.summarize_minibatch,
+        minibatch.plot_minibatch,
+        "beyond",
+        "§10",
+        "minibatch SGD: distribution of t_B / t_A against batch size",
     ),
 }
 
