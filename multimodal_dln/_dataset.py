@@ -54,7 +54,7 @@ class Dataset(eqx.Module):
 
 def dataset_valid(data: Dataset) -> Bool[Array, "*batch"]:
     """Traceable per-member validity of a (batch of) data set(s): every entry finite."""
-    return finite_members((data.x_A, data.x_B, data.y))
+    return jnp.asarray(finite_members((data.x_A, data.x_B, data.y)))
 
 
 def sample(key: PRNGKeyArray, stats: Statistics, n: int) -> Dataset:

@@ -180,14 +180,8 @@ class Statistics(eqx.Module):
         arrays broadcasting to one batch shape `(n,)`, which gives a batch of n statistics.
         """
         args = _toy_args(rho, ratio, noise, w_A, w_B)
-        rho, ratio, noise, w_A, w_B = args
-        c = rho * ratio
-        row_A = jnp.stack([ratio**2, c], axis=-1)
-        row_B = jnp.stack([c, jnp.ones_like(c)], axis=-1)
-        sigma_xx = jnp.stack([row_A, row_B], axis=-2)
-        w = jnp.stack([w_A, w_B], axis=-1)[..., None, :]
-        sigma_yx = w @ sigma_xx
-        sigma_yy = w @ sigma_xx @ jnp.swapaxes(w, -1, -2) + (noise**2)[..., None, None]
+        sigma_xx, sigma_yx, signal, noise_var = _toy_moments(*args)
+        sigma_yy = signal + noise_var[..., None, None]  # added outside: bit for bit as before
         moments = check_finite_members(
             (sigma_xx, sigma_yx, sigma_yy), lambda bad: _toy_overflow(args, bad)
         )
@@ -293,6 +287,18 @@ def _toy_args(rho, ratio, noise, w_A, w_B):
     return broadcast_members(_TOY_NAMES, [jnp.asarray(v, dtype=float) for v in vals])
 
 
+@jax.jit  # one compiled program per shape (op by op: ~30 small ones)
+def _toy_moments(rho, ratio, noise, w_A, w_B):
+    """(Sigma_xx, Sigma_yx, w Sigma_xx w^T, noise^2) of the toy data (`Statistics.toy`)."""
+    c = rho * ratio
+    row_A = jnp.stack([ratio**2, c], axis=-1)
+    row_B = jnp.stack([c, jnp.ones_like(c)], axis=-1)
+    sigma_xx = jnp.stack([row_A, row_B], axis=-2)
+    w = jnp.stack([w_A, w_B], axis=-1)[..., None, :]
+    sigma_yx = w @ sigma_xx
+    return sigma_xx, sigma_yx, w @ sigma_xx @ jnp.swapaxes(w, -1, -2), noise**2
+
+
 def _toy_overflow(args, bad) -> str:
     """Which toy parameter made the first bad member's moments overflow."""
     vals = [np.asarray(a) for a in args]
@@ -324,39 +330,48 @@ def label_noise_covariance(stats: Statistics) -> Float[Array, "*batch o o"]:
 
 
 def _conditions(stats: Statistics, require_full_rank: bool = False):
-    """[(ok per member, message for a member i)] in the order they are reported."""
-    out = []
-    for name in ("sigma_xx", "sigma_yx", "sigma_yy"):
-        ok = jnp.all(jnp.isfinite(getattr(stats, name)), axis=(-2, -1))
-        out.append((ok, lambda i, name=name: f"{name} contains NaN or inf; it must be finite"))
-    kind = "positive definite" if require_full_rank else "positive semi-definite"
+    """(ok per member for each condition, in the order they are reported; the smallest
+    eigenvalues of sigma_xx and of the label-noise covariance, which the messages quote)."""
+    oks = [
+        jnp.all(jnp.isfinite(getattr(stats, name)), axis=(-2, -1))
+        for name in ("sigma_xx", "sigma_yx", "sigma_yy")
+    ]
     ok, eig = psd_ok(stats.sigma_xx, semi=not require_full_rank)
-    out.append(
-        (
-            ok,
-            lambda i: (
-                f"sigma_xx (input covariance) must be symmetric and {kind} "
-                f"(smallest eigenvalue {float(np.asarray(eig)[i]):.3g})"
-            ),
-        )
-    )
     syy = stats.sigma_yy
     asym = jnp.max(jnp.abs(syy - jnp.swapaxes(syy, -1, -2)), axis=(-2, -1))
     sym = asym <= 1e-8 * jnp.max(jnp.abs(syy), axis=(-2, -1))
-    out.append((sym, lambda i: "sigma_yy (output second moment) must be symmetric"))
     resid = label_noise_covariance(stats)
     resid = 0.5 * (resid + jnp.swapaxes(resid, -1, -2))
-    ok, eig_r = psd_ok(resid, semi=True)
-    out.append(
-        (
-            ok,
-            lambda i: (
-                "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
-                f"must be positive semi-definite (smallest eigenvalue {float(eig_r[i]):.3g})"
-            ),
-        )
-    )
-    return out
+    ok_r, eig_r = psd_ok(resid, semi=True)
+    return oks + [ok, sym, ok_r], (eig, eig_r)
+
+
+# Concrete statistics are checked by one compiled program per shape and dtype (op by op, the
+# checks compiled ~50 small XLA programs, 4 s before a first solve could start).
+_conditions_jit = jax.jit(_conditions, static_argnums=1)
+
+
+def _messages(require_full_rank: bool):
+    """The reason per condition of `_conditions`, as functions of (member, eig, eig_r)."""
+    kind = "positive definite" if require_full_rank else "positive semi-definite"
+
+    def finite(name):
+        return lambda i, e, r: f"{name} contains NaN or inf; it must be finite"
+
+    return [
+        finite("sigma_xx"),
+        finite("sigma_yx"),
+        finite("sigma_yy"),
+        lambda i, e, r: (
+            f"sigma_xx (input covariance) must be symmetric and {kind} "
+            f"(smallest eigenvalue {float(e[i]):.3g})"
+        ),
+        lambda i, e, r: "sigma_yy (output second moment) must be symmetric",
+        lambda i, e, r: (
+            "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
+            f"must be positive semi-definite (smallest eigenvalue {float(r[i]):.3g})"
+        ),
+    ]
 
 
 def statistics_valid(stats: Statistics) -> Bool[Array, "*batch"]:
@@ -365,7 +380,7 @@ def statistics_valid(stats: Statistics) -> Bool[Array, "*batch"]:
     symmetric; and the label-noise covariance Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T PSD with
     the same tolerances (after a 1e-9 ridge, see `label_noise_covariance`)."""
     ok = jnp.ones(stats.batch_shape, dtype=bool)
-    for cond, _ in _conditions(stats):
+    for cond in _conditions(stats)[0]:
         ok = ok & cond
     return ok
 
@@ -386,13 +401,13 @@ def validate_statistics(stats: Statistics, *, require_full_rank: bool = False) -
         )
     if is_traced(stats):
         return stats
-    conds = _conditions(stats, require_full_rank)
-    oks = [np.asarray(ok) for ok, _ in conds]
-    bad = ~np.logical_and.reduce(oks)
+    oks, (eig, eig_r) = jax.device_get(_conditions_jit(stats, require_full_rank))
+    bad = ~np.logical_and.reduce([np.asarray(ok) for ok in oks])
     if not bad.any():
         return stats
     i = tuple(int(k) for k in np.argwhere(bad)[0]) if bad.ndim else ()
-    msg = next(m(i) for ok, (_, m) in zip(oks, conds, strict=True) if not ok[i])
+    messages = _messages(require_full_rank)
+    msg = next(m(i, eig, eig_r) for ok, m in zip(oks, messages, strict=True) if not ok[i])
     if not i:
         raise ValueError(msg + ".")
     k = int(bad.sum())

@@ -54,6 +54,13 @@ def is_traced(x) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
+def _xp(x):
+    """NumPy for concrete values, jax.numpy for traced ones: a check of concrete input runs on
+    the host and compiles nothing (op by op in jax.numpy, each new shape compiled a handful of
+    small XLA programs, seconds before a first solve could start)."""
+    return jnp if is_traced(x) else np
+
+
 def _align(bad, ndim: int):
     """`bad` aligned on the *leading* axes of an `ndim`-dimensional array (per-member masks)."""
     bad = jnp.asarray(bad)
@@ -151,7 +158,8 @@ def require_real(name: str, x, kind: str) -> None:
 def check_finite(name: str, x, *, label: str | None = None):
     """`x` must contain no NaN or inf; `label` names axis 0 in messages (e.g. "sample")."""
     require_real(name, x, "a finite real number or array")
-    bad = ~jnp.isfinite(jnp.asarray(x))
+    xp = _xp(x)
+    bad = ~xp.isfinite(xp.asarray(x))
     if np.ndim(x) == 0:
         rule = f"{name} must be finite (not NaN or inf)"
         return check(x, bad, lambda b: _describe(name, x, b, rule))
@@ -161,9 +169,10 @@ def check_finite(name: str, x, *, label: str | None = None):
 
 def check_positive(name: str, x, *, allow_zero: bool = False):
     require_real(name, x, "a number >= 0" if allow_zero else "a positive number")
-    x_arr = jnp.asarray(x)
+    xp = _xp(x)
+    x_arr = xp.asarray(x)
     bad = (x_arr < 0) if allow_zero else (x_arr <= 0)
-    bad = bad | ~jnp.isfinite(x_arr)
+    bad = bad | ~xp.isfinite(x_arr)
     rule = f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}"
     return check(x, bad, lambda b: _describe(name, x, b, rule))
 
@@ -177,7 +186,7 @@ def check_weight_decay(weight_decay, batch: int | None):
 
 def check_open_interval(name: str, x, lo: float, hi: float):
     require_real(name, x, f"a number in the open interval ({lo}, {hi})")
-    x_arr = jnp.asarray(x)
+    x_arr = _xp(x).asarray(x)
     bad = ~((x_arr > lo) & (x_arr < hi))
     rule = f"{name} must lie in the open interval ({lo}, {hi})"
     return check(x, bad, lambda b: _describe(name, x, b, rule))
@@ -321,12 +330,14 @@ def broadcast_members(names: Sequence[str], arrays: Sequence) -> tuple:
     return tuple(jnp.broadcast_to(a, shape) for a in arrays)
 
 
-def finite_members(arrays) -> jax.Array:
-    """Traceable per-member mask: every entry of the `(*batch, r, c)` arrays is finite."""
-    ok = jnp.ones(jnp.shape(arrays[0])[:-2], dtype=bool)
+def finite_members(arrays) -> jax.Array | np.ndarray:
+    """Traceable per-member mask: every entry of the `(*batch, r, c)` arrays is finite (a
+    NumPy array for concrete arrays)."""
+    xp = _xp(arrays)
+    ok = xp.ones(np.shape(arrays[0])[:-2], dtype=bool)
     for a in arrays:
-        ok = ok & jnp.all(jnp.isfinite(a), axis=(-2, -1))
-    return ok
+        ok = ok & xp.all(xp.isfinite(xp.asarray(a)), axis=(-2, -1))
+    return xp.asarray(ok)
 
 
 def check_finite_members(arrays, message):
