@@ -15,7 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._validation import check_option_min, check_option_open, check_positive_int
+from ._validation import (
+    check_option_min,
+    check_option_open,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = [
     "HORIZON_CAP",
@@ -86,3 +91,31 @@ def default_atol(params) -> jax.Array:
     dtype = leaves[0].dtype
     rms = jnp.stack([jnp.sqrt(jnp.mean(a**2)) for a in leaves])
     return ATOL_PER_WEIGHT * jnp.maximum(jnp.min(rms), jnp.finfo(dtype).tiny)
+
+
+def check_run_options(t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size):
+    """Checked (t_max, t_min_fraction, horizon_cap); an explicit horizon `t_max` is > 0 and
+    finite, a scalar or one per member (None: estimated per member)."""
+    check_positive_int("buckets", buckets)
+    check_compaction(chunk_steps, pool_size, buckets)
+    t_min_fraction = check_t_min_fraction(t_min_fraction)
+    horizon_cap = check_horizon_cap(horizon_cap)
+    if t_max is None:
+        return None, t_min_fraction, horizon_cap
+    t_max = check_positive("t_max", jnp.asarray(t_max, dtype=float))
+    if t_max.ndim > 1 or (t_max.ndim == 1 and t_max.shape[0] != (batch or 1)):
+        raise ValueError(
+            f"t_max must be a scalar or have one entry per member ({batch}); "
+            f"got shape {t_max.shape}."
+        )
+    return t_max, t_min_fraction, horizon_cap
+
+
+def check_compaction(chunk_steps, pool_size, buckets):
+    if chunk_steps is None and pool_size is None:
+        return
+    if chunk_steps is None:
+        raise ValueError("pool_size needs chunk_steps (compaction); got chunk_steps=None.")
+    check_positive_int("chunk_steps", chunk_steps)
+    if buckets != 1:
+        raise ValueError(f"chunk_steps replaces buckets; got buckets={buckets} as well.")

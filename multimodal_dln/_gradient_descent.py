@@ -39,6 +39,7 @@ from jaxtyping import Array, ArrayLike, Key
 from . import _linalg, _training as _tr
 from ._config import HORIZON_CAP
 from ._dataset import Dataset
+from ._memory import check_solve_memory
 from ._minibatch import minibatch
 from ._network import FusionDLN
 from ._sharding import resolve_mesh
@@ -51,7 +52,6 @@ from ._validation import (
     check_option_open,
     check_positive,
     check_positive_int,
-    check_solve_memory,
 )
 
 __all__ = ["gradient_descent", "stable_lr_estimate"]
@@ -126,22 +126,11 @@ def gradient_descent(
         batch_size,
     )
     itemsize = jnp.dtype(jax.tree.leaves(eqx.filter(net, eqx.is_array))[0].dtype).itemsize
-    check_solve_memory(
-        batch or 1,
-        _tr.n_params_per_member(net, net_axis),
-        itemsize,
-        copies=6,
-        what="for gradient descent",
-    )
+    n_params = _tr.n_params_per_member(net, net_axis)
+    check_solve_memory(batch or 1, n_params, itemsize, copies=6, what="for gradient descent")
     auto_steps = n_steps is None
     if auto_steps:
-        horizon = _tr.default_horizon
-        h = (
-            eqx.filter_vmap(horizon, in_axes=(net_axis, obj_axis))(net, objective)
-            if batch
-            else horizon(net, objective)
-        )
-        n_steps = pow2_steps(float(jnp.nanmax(h / lr)))
+        n_steps = _default_steps(net, objective, lr, batch, (net_axis, obj_axis))
     n_steps = check_positive_int("n_steps", n_steps)
     params, static = eqx.partition(net, eqx.is_array)
     member, mesh = _GD(static, cfg), resolve_mesh(shard, batch)
@@ -162,6 +151,13 @@ def gradient_descent(
     if on_divergence != "ignore":
         _report_divergence(traj, net, objective, lr, on_divergence)
     return traj
+
+
+def _default_steps(net, objective, lr, batch, axes) -> int:
+    """The gradient-flow horizon estimate / lr of the slowest member, as a power of two."""
+    horizon = _tr.default_horizon
+    h = eqx.filter_vmap(horizon, in_axes=axes)(net, objective) if batch else horizon(net, objective)
+    return pow2_steps(float(jnp.nanmax(h / lr)))
 
 
 def _check_lr(lr, batch):

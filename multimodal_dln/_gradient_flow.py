@@ -28,18 +28,12 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
-from . import _compaction, _training as _tr
+from . import _compaction, _layer_rates, _training as _tr
 from ._compaction import advance, pool_size_for, run_compacted, running, to_segment
-from ._config import (
-    HORIZON_CAP,
-    SolverConfig,
-    check_horizon_cap,
-    check_t_min_fraction,
-    default_atol,
-    solver_config,
-)
+from ._config import HORIZON_CAP, SolverConfig, check_run_options, default_atol, solver_config
 from ._continuation import continue_unconverged
 from ._dataset import Dataset
+from ._memory import check_solve_memory
 from ._network import FusionDLN
 from ._sharding import resolve_mesh
 from ._solve import (
@@ -53,7 +47,7 @@ from ._solve import (
 )
 from ._statistics import Statistics
 from ._trajectory import Trajectory
-from ._validation import check_dtype, check_positive, check_positive_int, check_solve_memory
+from ._validation import check_dtype
 
 __all__ = ["gradient_flow", "save_grid", "HORIZON_CAP"]
 
@@ -80,6 +74,7 @@ def gradient_flow(
     cost: ArrayLike | None = None,
     chunk_steps: int | None = None,
     pool_size: int | None = None,
+    layer_lrs: ArrayLike | None = None,
 ) -> Trajectory:
     """Integrate gradient flow for one network or a batch of networks.
 
@@ -112,23 +107,26 @@ def gradient_flow(
       chunks of `chunk_steps` steps, finished members replaced by waiting ones between chunks.
       Same steps and saves as one shot, bit for bit; each pool size compiles once (~4 sizes);
       `max_steps` is checked between chunks. `benchmarks/` measures both schemes.
+    - `layer_lrs`: per-layer learning rates eta_l, shape (L,) or (batch, L) (traced):
+      tau dW_l/dt = -eta_l dL/dW_l, integrated as plain gradient flow of W_l / sqrt(eta_l) on
+      inputs scaled by prod_l sqrt(eta_l) (`multimodal_dln._layer_rates`; docs/theory.md §9).
 
     **Returns:** a `Trajectory` (batched like the inputs) whose `status` says per member whether
     it converged and, if not, why (`multimodal_dln.Status`). Concrete invalid inputs raise a
     `ValueError` naming the member; members found invalid only inside a trace (e.g. NaN
     statistics from a vmapped constructor) get `INVALID_INPUT` while the rest are solved.
     """
+    # per-layer rates: plain flow in rescaled coordinates, mapped back at the end
+    net, objective, back = _layer_rates.rescaled(net, objective, layer_lrs, weight_decay)
     net, objective, batch, axes = _prepare(net, objective, dtype, weight_decay)
     cfg = solver_config(n_save, rtol, atol, converge_rtol, max_steps, solver)
-    t_max, t_min_fraction, horizon_cap = _check_run(
+    t_max, t_min_fraction, horizon_cap = check_run_options(
         t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size
     )
     params, static = eqx.partition(net, eqx.is_array)
     mesh = resolve_mesh(shard, batch)
     args = (params, objective, _horizon_arg(t_max, batch, params), jnp.asarray(t_min_fraction))
     first_axes = None if batch is None else axes + (0, None)
-    if batch is not None and buckets > 1 and cost is None:
-        cost = eqx.filter_vmap(_tr.default_horizon, in_axes=axes)(net, objective)
     traj, start = _first_solve(
         static, cfg, args, first_axes, batch, mesh, buckets, cost, chunk_steps, pool_size
     )
@@ -137,9 +135,9 @@ def gradient_flow(
         return call(_Solve(static, cfg), args, axes, mesh)
 
     more_axes = None if batch is None else axes + (0,) * 6
-    return continue_unconverged(
+    return back(continue_unconverged(
         run_more, (params, objective) + start, more_axes, t_max, t_min_fraction, horizon_cap, traj
-    )
+    ))  # fmt: skip
 
 
 def _prepare(net, objective, dtype, weight_decay):
@@ -164,40 +162,15 @@ def _prepare(net, objective, dtype, weight_decay):
     return net, objective, batch, (net_axis, obj_axis)
 
 
-def _check_run(t_max, batch, t_min_fraction, horizon_cap, buckets, chunk_steps, pool_size):
-    """Checked (t_max, t_min_fraction, horizon_cap); an explicit horizon `t_max` is > 0 and
-    finite, a scalar or one per member (None: estimated per member)."""
-    check_positive_int("buckets", buckets)
-    _check_compaction(chunk_steps, pool_size, buckets)
-    t_min_fraction = check_t_min_fraction(t_min_fraction)
-    horizon_cap = check_horizon_cap(horizon_cap)
-    if t_max is None:
-        return None, t_min_fraction, horizon_cap
-    t_max = check_positive("t_max", jnp.asarray(t_max, dtype=float))
-    if t_max.ndim > 1 or (t_max.ndim == 1 and t_max.shape[0] != (batch or 1)):
-        raise ValueError(
-            f"t_max must be a scalar or have one entry per member ({batch}); "
-            f"got shape {t_max.shape}."
-        )
-    return t_max, t_min_fraction, horizon_cap
-
-
-def _check_compaction(chunk_steps, pool_size, buckets):
-    if chunk_steps is None and pool_size is None:
-        return
-    if chunk_steps is None:
-        raise ValueError("pool_size needs chunk_steps (compaction); got chunk_steps=None.")
-    check_positive_int("chunk_steps", chunk_steps)
-    if buckets != 1:
-        raise ValueError(f"chunk_steps replaces buckets; got buckets={buckets} as well.")
-
-
 def _first_solve(static, cfg, args, axes, batch, mesh, buckets, cost, chunk_steps, pool_size):
     """The first solve of every member (one shot, in buckets or compacted); returns
     (trajectory, start values for continuations)."""
     if batch is not None and chunk_steps is not None:
         pool = pool_size_for(pool_size, batch)
         return _run_compacted(static, cfg, chunk_steps, pool, args, axes, batch, mesh)
+    if batch is not None and buckets > 1 and cost is None:  # default: the horizon estimate
+        net = eqx.combine(args[0], static)
+        cost = eqx.filter_vmap(_tr.default_horizon, in_axes=axes[:2])(net, args[1])
     more_axes = None if axes is None else axes[:2] + (0,) * 6
 
     def first(args):  # start values, then the continuation rounds' own compiled solve

@@ -47,13 +47,13 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from . import _linalg
 from ._activations import ACTIVATIONS, activate, check_activation
 from ._layers import check_layer_scales
+from ._memory import check_solve_memory
 from ._statistics import Statistics
 from ._validation import (
     _show,
     check_choice,
     check_positive,
     check_positive_int,
-    check_solve_memory,
     check_structure,
     check_widths,
     require_real,

@@ -25,13 +25,12 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from . import _linalg
+from ._toy_statistics import toy_args, toy_moments, toy_overflow
 from ._validation import (
     _show,
     as_int,
-    broadcast_members,
     check_finite,
     check_finite_members,
-    check_open_interval,
     check_positive,
     check_positive_int,
     check_sample_counts,
@@ -179,11 +178,11 @@ class Statistics(eqx.Module):
         stronger modality, learned first. All arguments may be traced (vmap over them), or
         arrays broadcasting to one batch shape `(n,)`, which gives a batch of n statistics.
         """
-        args = _toy_args(rho, ratio, noise, w_A, w_B)
-        sigma_xx, sigma_yx, signal, noise_var = _toy_moments(*args)
+        args = toy_args(rho, ratio, noise, w_A, w_B)
+        sigma_xx, sigma_yx, signal, noise_var = toy_moments(*args)
         sigma_yy = signal + noise_var[..., None, None]  # added outside: bit for bit as before
         moments = check_finite_members(
-            (sigma_xx, sigma_yx, sigma_yy), lambda bad: _toy_overflow(args, bad)
+            (sigma_xx, sigma_yx, sigma_yy), lambda bad: toy_overflow(args, bad)
         )
         return cls(*moments, d_A=1)
 
@@ -270,55 +269,6 @@ class Statistics(eqx.Module):
             "rescale the samples.",
         )
         return cls(*moments, d_A=x_A.shape[1])
-
-
-_TOY_NAMES = ("rho", "ratio", "noise", "w_A", "w_B")
-
-
-def _toy_args(rho, ratio, noise, w_A, w_B):
-    """Validated toy parameters as float arrays of one shape, () or (n,)."""
-    vals = (
-        check_open_interval("rho", rho, -1.0, 1.0),
-        check_positive("ratio", ratio),
-        check_positive("noise", noise, allow_zero=True),
-        check_finite("w_A", w_A),
-        check_finite("w_B", w_B),
-    )
-    return broadcast_members(_TOY_NAMES, [jnp.asarray(v, dtype=float) for v in vals])
-
-
-@jax.jit  # one compiled program per shape (op by op: ~30 small ones)
-def _toy_moments(rho, ratio, noise, w_A, w_B):
-    """(Sigma_xx, Sigma_yx, w Sigma_xx w^T, noise^2) of the toy data (`Statistics.toy`)."""
-    c = rho * ratio
-    row_A = jnp.stack([ratio**2, c], axis=-1)
-    row_B = jnp.stack([c, jnp.ones_like(c)], axis=-1)
-    sigma_xx = jnp.stack([row_A, row_B], axis=-2)
-    w = jnp.stack([w_A, w_B], axis=-1)[..., None, :]
-    sigma_yx = w @ sigma_xx
-    return sigma_xx, sigma_yx, w @ sigma_xx @ jnp.swapaxes(w, -1, -2), noise**2
-
-
-def _toy_overflow(args, bad) -> str:
-    """Which toy parameter made the first bad member's moments overflow."""
-    vals = [np.asarray(a) for a in args]
-    i = tuple(int(k) for k in np.argwhere(bad)[0]) if np.ndim(bad) else ()
-    at = {n: f"{n}{list(i) if i else ''} = {_show(v[i])}" for n, v in zip(_TOY_NAMES, vals)}
-    big = float(np.sqrt(np.finfo(vals[1].dtype).max))
-    with np.errstate(over="ignore"):
-        square_ok = [bool(np.isfinite(vals[k][i] ** 2)) for k in (1, 2)]
-    if not square_ok[0]:
-        return f"{at['ratio']} gives a non-finite Var(x_A) = ratio^2; " + (
-            f"ratio must be finite, > 0 and below {big:.3g}."
-        )
-    if not square_ok[1]:
-        return f"{at['noise']} gives a non-finite label-noise variance noise^2; " + (
-            f"noise must be finite, >= 0 and below {big:.3g}."
-        )
-    return (
-        f"{at['w_A']} and {at['w_B']} (with {at['ratio']}, {at['noise']}) give a non-finite "
-        "E[y x] or E[y^2] (overflow); lower |w_A|, |w_B|, ratio or noise."
-    )
 
 
 def label_noise_covariance(stats: Statistics) -> Float[Array, "*batch o o"]:

@@ -16,7 +16,6 @@ Static options (Python numbers fixed at compile time, e.g. solver tolerances) ar
 from __future__ import annotations
 
 import operator
-import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -39,7 +38,6 @@ __all__ = [
     "check_positive_int",
     "check_sample_counts",
     "check_scalar",
-    "check_solve_memory",
     "check_structure",
     "check_widths",
     "finite_members",
@@ -371,41 +369,3 @@ def psd_ok(matrix, *, semi: bool = True):
     tol = (1e-12 if m.dtype == jnp.float64 else 1e-5) * scale
     pd = (eig_min >= -tol) if semi else (eig_min > tol)
     return finite & (sym_err <= 1e-8 * scale) & pd, eig_min
-
-
-# ---- memory --------------------------------------------------------------------------------------
-def available_memory() -> tuple[int, str]:
-    """(bytes, where): the default device's memory limit (GPU), else the physical RAM."""
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # noqa: BLE001  (backends without memory statistics)
-        stats = None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"]), "this device has"
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine has"
-
-
-def check_solve_memory(
-    n_members: int,
-    n_params: int,
-    itemsize: int,
-    *,
-    copies: int,
-    what: str,
-    subject: str = "the solve",
-    hint: str = "lower width, depth or the batch size",
-) -> int:
-    """Raise before allocating when n_members x n_params x itemsize x copies bytes exceed the
-    available memory (see `available_memory`). `what` says what the copies are for (e.g.
-    "for the solver stages"); `subject` and `hint` open and close the message. Returns the
-    estimated bytes."""
-    need = int(n_members) * int(n_params) * int(itemsize) * int(copies)
-    have, where = available_memory()
-    if need > have:
-        members = f"{n_members:,} member{'s' if n_members != 1 else ''}"
-        cps = f"{copies} cop{'ies' if copies != 1 else 'y'} {what}".rstrip()
-        raise ValueError(
-            f"{subject} needs about {need / 1e9:.1f} GB ({members} x {n_params:,} parameters x "
-            f"{itemsize} bytes x {cps}) but {where} {have / 1e9:.1f} GB; {hint}."
-        )
-    return need

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import multimodal_dln as mdln
-from multimodal_dln import _validation
+from multimodal_dln import _memory, _validation
 from multimodal_dln._dataset import dataset_valid
+from multimodal_dln._memory import check_solve_memory
 from multimodal_dln._network import param_count
 from multimodal_dln._statistics import statistics_valid
 from multimodal_dln._training import n_params_per_member
@@ -20,7 +21,6 @@ from multimodal_dln._validation import (
     check_open_interval,
     check_positive,
     check_positive_int,
-    check_solve_memory,
 )
 
 # The package's own one-line errors for wrongly typed input (what a user without a type checker
@@ -353,7 +353,7 @@ def test_toy_overflow_blames_the_parameter():
 # ---- memory --------------------------------------------------------------------------------
 def test_solve_memory_check(monkeypatch):
     assert check_solve_memory(2, 10, 8, copies=3, what="for the solver stages") == 480
-    monkeypatch.setattr(_validation, "available_memory", lambda: (int(23.4e9), "this device has"))
+    monkeypatch.setattr(_memory, "available_memory", lambda: (int(23.4e9), "this device has"))
     with pytest.raises(
         ValueError,
         match=_exact(
