@@ -130,14 +130,18 @@ def gradient_flow(
     traj, start = _first_solve(
         static, cfg, args, first_axes, batch, mesh, buckets, cost, chunk_steps, pool_size
     )
+    more = (args[:2] + start, None if batch is None else axes + (0,) * 6)
+    return back(_continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj))
+
+
+def _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj):
+    """Continuation rounds for the members not converged by their horizon (`more`: the solve's
+    arguments from the start values, and their vmap axes)."""
 
     def run_more(args, axes):  # a continuation round from given start values
         return call(_Solve(static, cfg), args, axes, mesh)
 
-    more_axes = None if batch is None else axes + (0,) * 6
-    return back(continue_unconverged(
-        run_more, (params, objective) + start, more_axes, t_max, t_min_fraction, horizon_cap, traj
-    ))  # fmt: skip
+    return continue_unconverged(run_more, *more, t_max, t_min_fraction, horizon_cap, traj)
 
 
 def _prepare(net, objective, dtype, weight_decay):
