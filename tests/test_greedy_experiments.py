@@ -27,7 +27,13 @@ def test_cli_registers_the_greedy_subcommand():
         p.parse_args(["greedy", "nonsense"])
     with pytest.raises(SystemExit):
         p.parse_args(["greedy", "digits", "--seeds", "0"])
-    assert set(wu2022.REPRODUCE) == {"greedy-toy", "greedy-ode", "greedy-deep", "greedy-digits"}
+    assert set(wu2022.REPRODUCE) == {
+        "greedy-toy",
+        "greedy-ode",
+        "greedy-deep",
+        "greedy-digits",
+        "greedy-colored",
+    }
 
 
 def test_table_formats_missing_values_and_floats():

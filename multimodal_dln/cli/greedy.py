@@ -1,6 +1,6 @@
 """``mdln greedy EXPERIMENT``: greedy multimodal learning (Wu et al. 2022) on deep linear
-networks and two noisy digit views (`experiments.wu2022`): vanilla vs balanced training;
-tables (or one JSON object) on stdout, results in --out."""
+networks, two noisy digit views and coloured digits (`experiments.wu2022`): vanilla vs balanced
+training; tables (or one JSON object) on stdout, results in --out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .._constants import AUTHORS_LR
 from .._io import dumps
-from ..experiments.wu2022 import REPRODUCE, run_digits
+from ..experiments.wu2022 import REPRODUCE, run_colored, run_digits
 from ._common import pos_int
 
 __all__ = ["COLUMNS", "add_parser", "main", "table"]
@@ -21,11 +21,13 @@ experiments (reproduce entries greedy-<name>):
   ode      the duty-cycle-averaged hybrid ODE vs the discrete loop (t_A, t_B)
   deep     L=4, L_f in {{2,3,4}}, vanilla vs balanced Q=1,5
   digits   scikit-learn digits, two noisy views, two-head ReLU net, several seeds
+  colored  coloured digits (a colour cue spurious at test) vs a unimodal ensemble
   all      every one of the above
 
 examples:
   mdln greedy toy --out greedy-results        # default folder: mdln-results/greedy
   mdln greedy digits --seeds 3
+  mdln greedy colored --quick
   mdln greedy all --quick
 
 Times are printed in steps and in gradient-flow units t = steps x lr (lr = {AUTHORS_LR}).
@@ -58,7 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "experiment", choices=("toy", "ode", "deep", "digits", "all"), help="which experiment"
+        "experiment",
+        choices=("toy", "ode", "deep", "digits", "colored", "all"),
+        help="which experiment",
     )
     p.add_argument(
         "--out",
@@ -72,7 +76,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=pos_int,
         default=None,
         metavar="N",
-        help="digits: number of seeds (default 5)",
+        help="digits, colored: number of seeds (default 5)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=main)
@@ -119,6 +123,8 @@ def main(args) -> int:
         t0 = time.time()
         if name == "greedy-digits" and args.seeds is not None:
             res = run_digits(out, args.quick, args.seeds)
+        elif name == "greedy-colored" and args.seeds is not None:
+            res = run_colored(out, args.quick, args.seeds)
         else:
             res = REPRODUCE[name](out, quick=args.quick)
         res["seconds"] = round(time.time() - t0, 1)

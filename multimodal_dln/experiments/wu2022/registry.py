@@ -4,7 +4,8 @@ output files.
 `REPRODUCE` maps each entry name to ``fn(out_dir, quick=False) -> summary dict``; each writes
 ``<name>.csv`` (one row per member), ``<name>.json`` (the summary, rows included) and its figures
 into `out_dir`. `run_digits(out_dir, quick, seeds)` is the digits entry with a chosen number of
-seeds (``mdln greedy digits --seeds N``).
+seeds (``mdln greedy digits --seeds N``); `run_colored(out_dir, quick, seeds)` likewise for the
+coloured-digits entry.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..._constants import AUTHORS_LR
 from ..._io import write_csv, write_json
 from ._common import ToySetting
+from .colored import colored_experiment, colored_findings, plot_colored
 from .deep import deep_experiment
 from .digits import digits_experiment, plot_digits
 from .ode import ode_experiment
@@ -21,10 +23,12 @@ from .toy import curve_rows, plot_toy, toy_experiment
 
 __all__ = [
     "REPRODUCE",
+    "reproduce_colored",
     "reproduce_deep",
     "reproduce_digits",
     "reproduce_ode",
     "reproduce_toy",
+    "run_colored",
     "run_digits",
     "write_entry",
 ]
@@ -95,9 +99,36 @@ def reproduce_digits(out_dir, quick: bool = False) -> dict:
     return run_digits(out_dir, quick)
 
 
+def run_colored(out_dir, quick: bool = False, seeds: int | None = None) -> dict:
+    """``greedy-colored`` with `seeds` seeds (default: 5; quick: 2)."""
+    out_dir = Path(out_dir)
+    kw = dict(seeds=2, n_steps=200, width=16, n_save=4) if quick else {}
+    if seeds is not None:
+        kw["seeds"] = seeds
+    rows, summ = colored_experiment(**kw)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = plot_colored(summ, out_dir)
+    summary = {
+        "entry": "greedy-colored",
+        "summary": summ,
+        "findings": colored_findings(rows),
+        "rows": rows,
+        "figures": [str(fig)],
+    }
+    write_entry(out_dir, "greedy_colored", rows, summary)
+    return summary
+
+
+def reproduce_colored(out_dir, quick: bool = False) -> dict:
+    """``greedy-colored``: vanilla vs balanced vs random vs a unimodal ensemble on coloured
+    digits (a colour cue predictive in training only)."""
+    return run_colored(out_dir, quick)
+
+
 REPRODUCE = {
     "greedy-toy": reproduce_toy,
     "greedy-ode": reproduce_ode,
     "greedy-deep": reproduce_deep,
     "greedy-digits": reproduce_digits,
+    "greedy-colored": reproduce_colored,
 }
