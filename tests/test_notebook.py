@@ -37,6 +37,15 @@ MAX_STORED_BYTES = 1_500_000
 # Small sizes per notebook (the source of its `parameters` cell during the test). Every name of
 # the notebook's own parameters cell must be set here (checked below).
 SMALL = {
+    "beyond": """\
+WIDTH = 32
+LAMBDA_FRACS = [0.0, 0.5, 0.9, 1.25]
+DELTAS = [1e-6, 1e-3, 10.0]
+DELTAS_B = [1e-6, 1e-4]
+N_SAMPLES = 64
+SEEDS = 8
+BATCH_SIZES = [1]
+""",
     "deep_fusion": """\
 DEPTH = 4
 FUSION_LAYERS = [2]
