@@ -86,9 +86,12 @@ CATEGORY_COLORS = {
     "balanced Q=1": "tab:orange",
     "balanced Q=5": "tab:green",
     "random": "tab:purple",
+    "ensemble": "tab:blue",
+    "image-only": "tab:cyan",
+    "colour-only": "tab:brown",
 }
 """Fixed colours of named categories: the greedy-learning algorithms (Wu et al. 2022; plain
-"balanced" is the authors' Q = 5)."""
+"balanced" is the authors' Q = 5) and the unimodal baselines of the coloured-digits entry."""
 
 VALUE_LABELS = {
     "rho": ("correlation $\\rho$", "$\\rho$"),

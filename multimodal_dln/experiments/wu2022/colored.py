@@ -59,14 +59,6 @@ SUMMARY_KEYS = (
 BASELINES = ("ensemble", "image-only", "colour-only")
 """The unimodal baselines: the two unimodal networks' summed logits, and each on its own."""
 
-_COLORS = {
-    **CATEGORY_COLORS,
-    "ensemble": "tab:blue",
-    "image-only": "tab:cyan",
-    "colour-only": "tab:brown",
-}
-
-
 def colored_digits(
     seed: int = 0,
     *,
@@ -317,7 +309,7 @@ def _bars(ax, summary, algs, keys, ticks, ylabel, xlabel):
     for j, alg in enumerate(algs):
         s = [summary[alg].get(k, {"mean": np.nan, "std": np.nan}) for k in keys]
         ax.bar(np.arange(len(keys)) + j * w, [v["mean"] for v in s], w,
-               yerr=[v["std"] for v in s], color=_COLORS[alg], capsize=2)  # fmt: skip
+               yerr=[v["std"] for v in s], color=CATEGORY_COLORS[alg], capsize=2)  # fmt: skip
     ax.set_xticks(np.arange(len(keys)) + w * (len(algs) - 1) / 2, ticks)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
@@ -346,7 +338,7 @@ def plot_colored(summary, out_dir, prefix: str = "greedy_colored"):
     axes[0].set_title("accuracy", fontsize=10)
     axes[1].set_title("conditional utilization", fontsize=10)
     axes[2].set_title("learning speed", fontsize=10)
-    handles = [patch_handle(a, _COLORS[a]) for a in algs]
+    handles = [patch_handle(a, CATEGORY_COLORS[a]) for a in algs]
     handles.append(line_handle("$\\pm$ std over seeds", "k", ls="none", marker="_", ms=6))
     handles.append(line_handle("chance (0.1)", "0.5", ls=":", lw=0.8))
     legend(fig, handles, loc="outside right upper", fontsize=8)
