@@ -248,11 +248,9 @@ class _GDConfig(eqx.Module):
     batch_size: int | None = eqx.field(static=True, default=None)  # None: full batch
 
 
-def _step_loss(params, static, objective, key, step, b):
-    """The loss step `step` descends (on the flat parameters): on the whole objective, or on
-    its minibatch of `b` samples (`_minibatch.minibatch`; weight decay kept)."""
-    if b is None:
-        return _tr.flat_problem(params, static, objective)[2]
+def _minibatch_loss(params, static, objective, key, step, b):
+    """The loss SGD step `step` descends (on the flat parameters): on the minibatch of `b`
+    samples of the objective (`_minibatch.minibatch`; weight decay kept)."""
     data, lam = _tr.split_decay(objective)
     sub = minibatch(data, key, step, b)
     return _tr.flat_problem(params, static, sub if lam is None else _tr.Regularized(sub, lam))[2]
@@ -283,9 +281,14 @@ def _gd_one(params, static, objective, lr, key, save_steps, cfg: _GDConfig) -> T
         jnp.zeros((n,), l0.dtype).at[0].set(l0),
     )
 
+    def step_loss(k):  # full batch: the loss itself; SGD: step k's minibatch
+        if cfg.batch_size is None:
+            return loss_fn
+        return _minibatch_loss(params, static, objective, key, k, cfg.batch_size)
+
     def gd_step(k, carry):
         p, s = carry
-        g = jax.grad(_step_loss(params, static, objective, key, k, cfg.batch_size))(p)
+        g = jax.grad(step_loss(k))(p)
         updates, s = opt.update(g, s, p)
         return optax.apply_updates(p, updates), s
 

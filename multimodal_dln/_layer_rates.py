@@ -20,14 +20,12 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import _training as _tr
 from ._dataset import Dataset
 from ._layers import check_layer_lrs
 from ._network import FusionDLN
 from ._statistics import Statistics
-from ._validation import is_traced
 
 __all__ = ["from_scaled", "rescaled", "to_scaled"]
 
@@ -47,7 +45,7 @@ def to_scaled(net: FusionDLN, objective, layer_lrs, weight_decay):
     network and objective are broadcast to the rates' batch where they have none."""
     if not isinstance(net, FusionDLN):
         raise TypeError(f"net must be a FusionDLN; got {type(net).__name__}.")
-    if is_traced(weight_decay) or np.any(np.asarray(weight_decay)):
+    if not _tr.decay_off(weight_decay):
         raise ValueError(
             "layer_lrs with weight_decay is not supported (the decay would act per layer as "
             "lambda eta_l); pass one of them."
@@ -59,8 +57,8 @@ def to_scaled(net: FusionDLN, objective, layer_lrs, weight_decay):
         sizes = [net.fusion_A.shape[0]] * nb + [_tr.batch_size_objective(objective)] * ob
         if any(s != n for s in sizes):
             raise ValueError(f"layer_lrs has {n} rows but the batch has {sizes[0]} members.")
-        net = net if nb else _broadcast(net, n)
-        objective = objective if ob else _broadcast(objective, n)
+        net = net if nb else _tr.broadcast_batch(net, n)
+        objective = objective if ob else _tr.broadcast_batch(objective, n)
     dtype = jax.tree.leaves(eqx.filter(net, eqx.is_array))[0].dtype
     rates = rates.astype(dtype)
     gain = jnp.prod(jnp.sqrt(rates), axis=-1)
@@ -75,12 +73,6 @@ def from_scaled(traj, rates, gain):
         lambda t: (t.weights, t.weights_dot, t.final),
         traj,
         (traj.weights * c, traj.weights_dot * c, _scale_layers(traj.final, jnp.sqrt(rates))),
-    )
-
-
-def _broadcast(tree, n: int):
-    return jax.tree.map(
-        lambda a: jnp.broadcast_to(a, (n,) + a.shape) if eqx.is_array(a) else a, tree
     )
 
 

@@ -1,4 +1,4 @@
-"""Minibatch SGD: which samples a step uses, and the loss on them (docs/theory.md §10).
+"""Minibatch SGD: which samples a step uses (docs/theory.md §10).
 
 Step k of SGD with batch size b on n samples uses the b samples at positions
 (k mod m) b, ..., (k mod m) b + b - 1 of a fresh random permutation of the n samples drawn once

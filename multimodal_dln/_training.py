@@ -40,13 +40,25 @@ def split_decay(objective):
     return objective, None
 
 
+def decay_off(weight_decay) -> bool:
+    """Weight decay is off: a concrete 0 (scalar or every member), not a traced value."""
+    return not is_traced(weight_decay) and not np.any(np.asarray(weight_decay))
+
+
+def broadcast_batch(tree, n: int):
+    """Every array leaf of an unbatched pytree repeated along a new leading batch axis of `n`."""
+    return jax.tree.map(
+        lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)) if eqx.is_array(a) else a, tree
+    )
+
+
 def with_weight_decay(net: FusionDLN, objective, weight_decay, batch, obj_axis):
     """The objective the solve gets, and its batch axis: `objective` itself when weight decay is
     off (a concrete 0, the default: the solve is exactly the one without it), else a
     `Regularized` objective, batched (the data broadcast) when either part is. Raises for
     structures whose regularized minimum is not known (`_loss.decay_penalty`)."""
     lam = check_weight_decay(weight_decay, batch)
-    if not is_traced(lam) and not np.any(np.asarray(lam)):
+    if decay_off(lam):
         return objective, obj_axis
     if not net.is_linear or decay_penalty(net.depth, net.fusion_layer, *_dims(net)) is None:
         raise ValueError(
@@ -61,7 +73,7 @@ def with_weight_decay(net: FusionDLN, objective, weight_decay, batch, obj_axis):
         return Regularized(objective, lam.reshape(())), obj_axis
     lam = jnp.broadcast_to(lam, (batch,))
     if obj_axis is None:
-        objective = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), objective)
+        objective = broadcast_batch(objective, batch)
     return Regularized(objective, lam), 0
 
 
