@@ -40,6 +40,10 @@ from ._measurements import (
     generalization_error_curve as generalization_error_curve,
     measure as measure,
 )
+from ._modality_measurements import (
+    ModalityPhases as ModalityPhases,
+    measure_modalities as measure_modalities,
+)
 from ._network import FusionDLN as FusionDLN
 from ._reduced_dynamics import (
     ReducedState as ReducedState,
@@ -48,7 +52,8 @@ from ._reduced_dynamics import (
     reduced_state_from_network as reduced_state_from_network,
     reduced_weights as reduced_weights,
 )
-from ._statistics import Statistics as Statistics, validate_statistics as validate_statistics
+from ._statistics import Statistics as Statistics
+from ._statistics_checks import validate_statistics as validate_statistics
 from ._status import (
     Status as Status,
     describe as describe_status,  # noqa: F401  (public re-export)

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from . import _linalg
-from ._statistics import Statistics, validate_statistics
+from ._statistics import Statistics
+from ._statistics_checks import validate_statistics
 from ._validation import check_positive_int, check_sample_counts, finite_members
 
 __all__ = ["Dataset", "dataset_valid", "sample"]

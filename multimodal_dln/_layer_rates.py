@@ -85,13 +85,11 @@ def _scale_layers(net: FusionDLN, factors):
         return w * f.reshape(f.shape + (1, 1))
 
     return eqx.tree_at(
-        lambda m: (m.branch_A, m.branch_B, m.fusion_A, m.fusion_B, m.shared),
+        lambda m: (m.branches, m.fusion, m.shared),
         net,
         (
-            tuple(times(w, k + 1) for k, w in enumerate(net.branch_A)),
-            tuple(times(w, k + 1) for k, w in enumerate(net.branch_B)),
-            times(net.fusion_A, lf),
-            times(net.fusion_B, lf),
+            tuple(tuple(times(w, k + 1) for k, w in enumerate(b)) for b in net.branches),
+            tuple(times(f, lf) for f in net.fusion),
             tuple(times(w, lf + 1 + k) for k, w in enumerate(net.shared)),
         ),
     )
@@ -104,7 +102,7 @@ def _scale_inputs(objective, gain):
         c = gain.reshape(gain.shape + (1, 1)).astype(objective.sigma_xx.dtype)
         return Statistics(
             c**2 * objective.sigma_xx, c * objective.sigma_yx, objective.sigma_yy,
-            d_A=objective.d_A,
+            d_A=objective.d_A, dims=objective.dims,
         )  # fmt: skip
     if isinstance(objective, Dataset):
         c = gain.reshape(gain.shape + (1, 1)).astype(jnp.result_type(objective.x_A))

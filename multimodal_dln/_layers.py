@@ -43,24 +43,25 @@ __all__ = [
 ]
 
 
-def check_layer_scales(layer_scales, init: str, depth: int, fusion_layer: int):
-    """`layer_scales` (docs/theory.md §9) as a float array of shape (L,) or (2, L) (one row per
-    modality): aligned init only, finite and > 0 (traced: NaN where not), the rows of a (2, L)
+def check_layer_scales(layer_scales, init: str, depth: int, fusion_layer: int, n_modalities=2):
+    """`layer_scales` (docs/theory.md §9) as a float array of shape (L,) or (M, L) (one row per
+    modality): aligned init only, finite and > 0 (traced: NaN where not), the rows of an (M, L)
     array equal on the shared layers l > L_f."""
     if init != "aligned":
         raise ValueError(f"layer_scales needs init='aligned'; got init={init!r}.")
-    shape = np.shape(layer_scales)
-    if shape not in ((depth,), (2, depth)):
+    shape, m = np.shape(layer_scales), n_modalities
+    if shape not in ((depth,), (m, depth)):
         raise ValueError(
-            f"layer_scales must have shape (depth,) = ({depth},) or (2, depth) = (2, {depth}) "
+            f"layer_scales must have shape (depth,) = ({depth},) or (M, depth) = ({m}, {depth}) "
             f"(one row per modality); got shape {shape}."
         )
     scales = jnp.asarray(check_positive("layer_scales", layer_scales), dtype=float)
     if len(shape) == 1 or depth == fusion_layer:
         return scales
-    a, b = scales[0, fusion_layer:], scales[1, fusion_layer:]
+    shared = scales[:, fusion_layer:]
     rule = f"layer_scales rows must agree on the shared layers {fusion_layer + 1}..{depth}"
-    return check(scales, jnp.any(a != b), lambda _: f"{rule}; got {np.asarray(scales).tolist()}.")
+    bad = jnp.any(shared != shared[:1])
+    return check(scales, bad, lambda _: f"{rule}; got {np.asarray(scales).tolist()}.")
 
 
 def check_layer_lrs(layer_lrs, depth: int):

@@ -41,7 +41,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from ._loss import regularized_minimum, regularized_unimodal
-from ._statistics import Statistics, validate_statistics
+from ._statistics import Statistics, require_two_modalities
+from ._statistics_checks import validate_statistics
 from ._status import Status, describe
 from ._trajectory import Trajectory, hermite_interpolate
 
@@ -258,6 +259,7 @@ def measure(
         raise ValueError(f"bracket_rtol must be in (0, 1]; got {bracket_rtol!r}.")
     if not 0 < learned_fraction <= 1:
         raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
+    require_two_modalities(stats, "measure (t_A, t_B)")
     _check_dims(traj, stats)
     stats = validate_statistics(stats)
     return _measure_jit(traj, stats, float(bracket_rtol), float(learned_fraction))

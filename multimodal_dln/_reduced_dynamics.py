@@ -64,7 +64,7 @@ from ._layers import check_layer_lrs, check_layer_scales
 from ._network import FusionDLN
 from ._reduced_solve import Solve
 from ._solve import call, resolve_batch
-from ._statistics import Statistics
+from ._statistics import Statistics, require_two_modalities
 from ._trajectory import Trajectory
 from ._validation import check_choice, check_positive, check_structure
 
@@ -136,6 +136,7 @@ def reduced_initial_state(
     rho_m(0) = min_{l <= L_f} m_{m,l} u0 r_m and that layout's per-layer offsets. Not batched
     (vmap over it).
     """
+    require_two_modalities(stats, "the reduced dynamics")
     _require_scalar_output(stats.d_out)
     check_choice("direction", direction, DIRECTIONS)
     u0 = jnp.asarray(check_positive("init_scale (u0)", init_scale), dtype=float)
@@ -194,7 +195,12 @@ def _as_layered(state: ReducedState, depth: int, fusion_layer: int) -> ReducedSt
 
 
 def reduced_state_from_network(net: FusionDLN) -> ReducedState:
-    """The reduced state of an aligned (rank-one, scalar-output) linear `FusionDLN`, balanced
+    """
+    if net.n_modalities != 2:
+        raise ValueError(
+            f"the reduced dynamics is implemented for two modalities; the network has "
+            f"M = {net.n_modalities}."
+        )The reduced state of an aligned (rank-one, scalar-output) linear `FusionDLN`, balanced
     or not, with its per-layer offsets (docs/theory.md §9).
 
     Scales are Frobenius norms: u_m that of m's smallest chain layer, and rho_m points along

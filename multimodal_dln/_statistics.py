@@ -22,10 +22,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from . import _linalg
-from ._toy_statistics import toy_args, toy_moments, toy_overflow
+from ._toy_statistics import modal_args, modal_moments, toy_args, toy_moments, toy_overflow
 from ._validation import (
     _show,
     as_int,
@@ -35,12 +35,10 @@ from ._validation import (
     check_positive_int,
     check_sample_counts,
     check_scalar,
-    is_traced,
-    psd_ok,
     require_real,
 )
 
-__all__ = ["Statistics", "statistics_valid", "validate_statistics"]
+__all__ = ["Statistics", "require_two_modalities"]
 
 
 def _pinv_psd(m: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
@@ -58,6 +56,8 @@ class Statistics(eqx.Module):
     - `sigma_yy`: `(o, o)` output second moment E[y y^T] (label noise included), so the loss value
       is exact, not only its gradient.
     - `d_A`: size of modality A (static); modality B is the remaining `d - d_A` coordinates.
+    - `dims`: for M >= 2 modalities (docs/theory.md §11), their sizes (d_1, ..., d_M) in the
+      order of the blocks (static; d_1 = `d_A`); None means two modalities, A and B.
 
     Construct with `Statistics.toy`, `Statistics.random`, `Statistics.from_samples`, or directly.
     Array fields may carry leading batch axes (e.g. after `jax.vmap(Statistics.toy)`).
@@ -67,6 +67,7 @@ class Statistics(eqx.Module):
     sigma_yx: Float[Array, "*batch o d"]
     sigma_yy: Float[Array, "*batch o o"]
     d_A: int = eqx.field(static=True)
+    dims: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         sxx, syx, syy = (jnp.shape(a) for a in (self.sigma_xx, self.sigma_yx, self.sigma_yy))
@@ -85,6 +86,18 @@ class Statistics(eqx.Module):
                 f"d_A (size of modality A) must be an integer in [1, {d - 1}] for input size "
                 f"d = {d}; got {self.d_A!r}."
             )
+        if self.dims is not None:
+            dims = self.dims
+            ok = isinstance(dims, tuple) and len(dims) >= 2
+            if not (ok and all(isinstance(k, int) and k >= 1 for k in dims)):
+                raise ValueError(
+                    f"dims must be a tuple of M >= 2 positive integers; got {dims!r}."
+                )
+            if sum(dims) != d or dims[0] != self.d_A:
+                raise ValueError(
+                    f"dims {dims} must add up to the input size d = {d} and start with "
+                    f"d_A = {self.d_A}."
+                )
 
     # ---- shapes -------------------------------------------------------------------------------
     @property
@@ -94,6 +107,21 @@ class Statistics(eqx.Module):
     @property
     def d_B(self) -> int:
         return self.d - self.d_A
+
+    @property
+    def modality_dims(self) -> tuple[int, ...]:
+        """(d_1, ..., d_M): the modalities' sizes ((d_A, d_B) for two modalities)."""
+        return (self.d_A, self.d_B) if self.dims is None else self.dims
+
+    @property
+    def n_modalities(self) -> int:
+        return len(self.modality_dims)
+
+    @property
+    def modality_slices(self) -> tuple[slice, ...]:
+        """Modality m's coordinates of x, as a slice per modality."""
+        ends = np.cumsum((0,) + self.modality_dims)
+        return tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:]))
 
     @property
     def d_out(self) -> int:
@@ -187,6 +215,30 @@ class Statistics(eqx.Module):
         return cls(*moments, d_A=1)
 
     @classmethod
+    def toy_modalities(
+        cls,
+        scales: ArrayLike,
+        correlations: ArrayLike,
+        teacher: ArrayLike | None = None,
+        noise: ArrayLike = 0.0,
+    ) -> Statistics:
+        """Toy data with M >= 2 scalar modalities (docs/theory.md §11): x ~ N(0, D R D) with
+        D = diag(scales) (standard deviations) and R the correlation matrix (unit diagonal,
+        symmetric, positive semi-definite), y = teacher . x + noise, noise ~ N(0, noise^2);
+        teacher defaults to all ones. `scales` (M,), `correlations` (M, M) and `teacher` (M,)
+        may be traced (vmap over them). M = 2 with scales (ratio, 1) and correlation rho is
+        `Statistics.toy(rho, ratio)` (as two-modality statistics, `dims` None).
+        """
+        args = modal_args(scales, correlations, teacher, noise)
+        sigma_xx, sigma_yx, signal, noise_var = modal_moments(*args)
+        moments = check_finite_members(
+            (sigma_xx, sigma_yx, signal + noise_var[..., None, None]),
+            "scales, teacher and noise give non-finite statistics (overflow); lower them.",
+        )
+        m = args[0].shape[-1]
+        return cls(*moments, d_A=1, dims=None if m == 2 else (1,) * m)
+
+    @classmethod
     def random(
         cls,
         key: PRNGKeyArray,
@@ -271,95 +323,12 @@ class Statistics(eqx.Module):
         return cls(*moments, d_A=x_A.shape[1])
 
 
-def label_noise_covariance(stats: Statistics) -> Float[Array, "*batch o o"]:
-    """Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T, plus a 1e-9 (max|Sigma_yy| + 1) ridge per member
-    (the tolerance for noiseless statistics, where it is zero up to round-off)."""
-    resid = stats.sigma_yy - stats.optimal_weights() @ jnp.swapaxes(stats.sigma_yx, -1, -2)
-    ridge = 1e-9 * (jnp.max(jnp.abs(stats.sigma_yy), axis=(-2, -1)) + 1.0)
-    return resid + ridge[..., None, None] * jnp.eye(stats.d_out, dtype=resid.dtype)
-
-
-def _conditions(stats: Statistics, require_full_rank: bool = False):
-    """(ok per member for each condition, in the order they are reported; the smallest
-    eigenvalues of sigma_xx and of the label-noise covariance, which the messages quote)."""
-    oks = [
-        jnp.all(jnp.isfinite(getattr(stats, name)), axis=(-2, -1))
-        for name in ("sigma_xx", "sigma_yx", "sigma_yy")
-    ]
-    ok, eig = psd_ok(stats.sigma_xx, semi=not require_full_rank)
-    syy = stats.sigma_yy
-    asym = jnp.max(jnp.abs(syy - jnp.swapaxes(syy, -1, -2)), axis=(-2, -1))
-    sym = asym <= 1e-8 * jnp.max(jnp.abs(syy), axis=(-2, -1))
-    resid = label_noise_covariance(stats)
-    resid = 0.5 * (resid + jnp.swapaxes(resid, -1, -2))
-    ok_r, eig_r = psd_ok(resid, semi=True)
-    return oks + [ok, sym, ok_r], (eig, eig_r)
-
-
-# Concrete statistics are checked by one compiled program per shape and dtype (op by op, the
-# checks compiled ~50 small XLA programs, 4 s before a first solve could start).
-_conditions_jit = jax.jit(_conditions, static_argnums=1)
-
-
-def _messages(require_full_rank: bool):
-    """The reason per condition of `_conditions`, as functions of (member, eig, eig_r)."""
-    kind = "positive definite" if require_full_rank else "positive semi-definite"
-
-    def finite(name):
-        return lambda i, e, r: f"{name} contains NaN or inf; it must be finite"
-
-    return [
-        finite("sigma_xx"),
-        finite("sigma_yx"),
-        finite("sigma_yy"),
-        lambda i, e, r: (
-            f"sigma_xx (input covariance) must be symmetric and {kind} "
-            f"(smallest eigenvalue {float(e[i]):.3g})"
-        ),
-        lambda i, e, r: "sigma_yy (output second moment) must be symmetric",
-        lambda i, e, r: (
-            "sigma_yy - sigma_yx sigma_xx^+ sigma_yx^T (label-noise covariance) "
-            f"must be positive semi-definite (smallest eigenvalue {float(r[i]):.3g})"
-        ),
-    ]
-
-
-def statistics_valid(stats: Statistics) -> Bool[Array, "*batch"]:
-    """Traceable per-member validity: every entry finite; Sigma_xx symmetric (rel. 1e-8) and
-    PSD (smallest eigenvalue >= -1e-12 x scale in float64, -1e-5 x scale in float32); Sigma_yy
-    symmetric; and the label-noise covariance Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T PSD with
-    the same tolerances (after a 1e-9 ridge, see `label_noise_covariance`)."""
-    ok = jnp.ones(stats.batch_shape, dtype=bool)
-    for cond in _conditions(stats)[0]:
-        ok = ok & cond
-    return ok
-
-
-def validate_statistics(stats: Statistics, *, require_full_rank: bool = False) -> Statistics:
-    """Check values: finite, Sigma_xx symmetric PSD (PD if `require_full_rank`), and
-    Sigma_yy - Sigma_yx Sigma_xx^+ Sigma_yx^T PSD (the statistics of *some* joint distribution).
-
-    Concrete statistics raise a one-line `ValueError` (naming the first bad member of a batch);
-    traced ones are returned unchanged: use `statistics_valid` to flag bad members there.
-    """
-    if not isinstance(stats, Statistics):
-        raise TypeError(f"statistics must be a Statistics; got {type(stats).__name__}.")
-    if 0 in stats.batch_shape:
+def require_two_modalities(stats: Statistics, what: str) -> None:
+    """Raise a one-line error when `what` (a two-modality quantity) is asked of statistics with
+    M > 2 modalities."""
+    if stats.n_modalities != 2:
         raise ValueError(
-            "statistics batch has 0 members; a batch needs at least one "
-            f"(batch shape {stats.batch_shape})."
+            f"{what} is defined for two modalities (A and B); these statistics have "
+            f"M = {stats.n_modalities} (dims {stats.modality_dims}). For M modalities see "
+            "measure_modalities and theory.phase_times_modalities (docs/theory.md §11)."
         )
-    if is_traced(stats):
-        return stats
-    oks, (eig, eig_r) = jax.device_get(_conditions_jit(stats, require_full_rank))
-    bad = ~np.logical_and.reduce([np.asarray(ok) for ok in oks])
-    if not bad.any():
-        return stats
-    i = tuple(int(k) for k in np.argwhere(bad)[0]) if bad.ndim else ()
-    messages = _messages(require_full_rank)
-    msg = next(m(i, eig, eig_r) for ok, m in zip(oks, messages, strict=True) if not ok[i])
-    if not i:
-        raise ValueError(msg + ".")
-    k = int(bad.sum())
-    count = f" ({k} of {bad.size} members are invalid)" if k > 1 else ""
-    raise ValueError(f"statistics member {', '.join(map(str, i))}: {msg}{count}.")

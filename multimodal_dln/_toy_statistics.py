@@ -14,9 +14,10 @@ from ._validation import (
     check_finite,
     check_open_interval,
     check_positive,
+    is_traced,
 )
 
-__all__ = ["toy_args", "toy_moments", "toy_overflow"]
+__all__ = ["modal_args", "modal_moments", "toy_args", "toy_moments", "toy_overflow"]
 
 _TOY_NAMES = ("rho", "ratio", "noise", "w_A", "w_B")
 
@@ -65,3 +66,49 @@ def toy_overflow(args, bad) -> str:
         f"{at['w_A']} and {at['w_B']} (with {at['ratio']}, {at['noise']}) give a non-finite "
         "E[y x] or E[y^2] (overflow); lower |w_A|, |w_B|, ratio or noise."
     )
+
+
+def modal_args(scales, correlations, teacher, noise):
+    """Validated (scales (..., M), correlations (..., M, M), teacher (..., M), noise (...)) of
+    `Statistics.toy_modalities` as float arrays; concrete values raise one-line errors."""
+    scales = jnp.asarray(check_positive("scales", scales), dtype=float)
+    if scales.ndim < 1 or scales.shape[-1] < 2:
+        raise ValueError(
+            f"scales must hold one standard deviation per modality (M >= 2); got shape "
+            f"{scales.shape}."
+        )
+    m = scales.shape[-1]
+    corr = jnp.asarray(check_finite("correlations", correlations), dtype=float)
+    if corr.shape[-2:] != (m, m):
+        raise ValueError(
+            f"correlations must be an (M, M) = ({m}, {m}) matrix; got shape {corr.shape}."
+        )
+    if not is_traced(corr):
+        c = np.asarray(corr)
+        unit = np.allclose(np.diagonal(c, 0, -2, -1), 1.0)
+        if not (np.allclose(c, np.swapaxes(c, -1, -2)) and unit):
+            raise ValueError(
+                "correlations must be symmetric with a unit diagonal; got "
+                f"{np.round(c, 4).tolist()}."
+            )
+        low = np.linalg.eigvalsh(c).min()
+        if low < -1e-12:
+            raise ValueError(
+                "correlations must be positive semi-definite (a correlation matrix); smallest "
+                f"eigenvalue {low:.3g}."
+            )
+    teacher = jnp.ones_like(scales) if teacher is None else jnp.asarray(teacher, dtype=float)
+    teacher = check_finite("teacher", teacher)
+    if teacher.shape[-1:] != (m,):
+        raise ValueError(f"teacher must hold M = {m} weights; got shape {teacher.shape}.")
+    noise = jnp.asarray(check_positive("noise", noise, allow_zero=True), dtype=float)
+    return scales, corr, teacher, noise
+
+
+@jax.jit
+def modal_moments(scales, corr, teacher, noise):
+    """(Sigma_xx = D R D, Sigma_yx = w^T Sigma_xx, w^T Sigma_xx w, noise^2) (`toy_modalities`)."""
+    sigma_xx = scales[..., :, None] * corr * scales[..., None, :]
+    w = teacher[..., None, :]
+    sigma_yx = w @ sigma_xx
+    return sigma_xx, sigma_yx, w @ sigma_xx @ jnp.swapaxes(w, -1, -2), noise**2

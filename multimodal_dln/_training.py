@@ -19,9 +19,11 @@ from ._loss import (
     regularized_minimum,
     regularized_unimodal,
 )
+from ._modalities import all_drive_norms
 from ._network import FusionDLN
 from ._solve import resolve_batch
-from ._statistics import Statistics, statistics_valid, validate_statistics
+from ._statistics import Statistics
+from ._statistics_checks import statistics_valid, validate_statistics
 from ._validation import check_finite, check_weight_decay, is_traced
 
 
@@ -60,6 +62,11 @@ def with_weight_decay(net: FusionDLN, objective, weight_decay, batch, obj_axis):
     lam = check_weight_decay(weight_decay, batch)
     if decay_off(lam):
         return objective, obj_axis
+    if net.n_modalities != 2:
+        raise ValueError(
+            f"weight_decay > 0 is implemented for two modalities; the network has "
+            f"M = {net.n_modalities} (docs/theory.md §8)."
+        )
     if not net.is_linear or decay_penalty(net.depth, net.fusion_layer, *_dims(net)) is None:
         raise ValueError(
             "weight_decay > 0 needs a linear network of depth 1, or of depth 2 with d_out = 1 "
@@ -113,16 +120,7 @@ def prepare(net: FusionDLN, objective, weight_decay=0.0):
         raise ValueError(
             "the batch has 0 members (a leading axis of size 0); a batch needs at least one."
         )
-    d = (
-        (objective.d_A, objective.d_B, objective.d_out)
-        if isinstance(objective, Statistics)
-        else (objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1])
-    )
-    if d != (net.d_A, net.d_B, net.d_out):
-        raise ValueError(
-            f"network dims (d_A, d_B, d_out) = {(net.d_A, net.d_B, net.d_out)} do not match the "
-            f"data's {d}."
-        )
+    _check_dims(net, objective)
     if isinstance(objective, Statistics):
         if not net.is_linear:
             raise ValueError(
@@ -146,6 +144,23 @@ def prepare(net: FusionDLN, objective, weight_decay=0.0):
     return net, objective, batch, net_axis, obj_axis
 
 
+def _check_dims(net: FusionDLN, objective) -> None:
+    """The network's modality sizes and output size must be the data's."""
+    if isinstance(objective, Statistics):
+        d = objective.modality_dims + (objective.d_out,)
+    elif net.n_modalities != 2:
+        raise ValueError(
+            f"a Dataset holds two modalities (x_A, x_B); the network has M = "
+            f"{net.n_modalities}: train it on Statistics (docs/theory.md §11)."
+        )
+    else:
+        d = (objective.x_A.shape[-1], objective.x_B.shape[-1], objective.y.shape[-1])
+    mine = net.modality_dims + (net.d_out,)
+    if d != mine:
+        what = "(d_A, d_B, d_out)" if len(mine) == 3 else "(d_1, ..., d_M, d_out)"
+        raise ValueError(f"network dims {what} = {mine} do not match the data's {d}.")
+
+
 def batch_size_objective(objective) -> int:
     objective, _ = split_decay(objective)
     return (objective.sigma_xx if isinstance(objective, Statistics) else objective.x_A).shape[0]
@@ -159,7 +174,7 @@ def readout(net: FusionDLN, objective):
 
 
 def objective_valid(objective) -> jax.Array:
-    """Per-member validity of the data (traceable): see `_statistics.statistics_valid`; with
+    """Per-member validity of the data (traceable): see `_statistics_checks.statistics_valid`; with
     weight decay, lambda must also be finite and >= 0."""
     objective, lam = split_decay(objective)
     if lam is not None:
@@ -248,6 +263,10 @@ def horizon_at_scale(stats, u, L, weight_decay=None, fusion_layer=None) -> jax.A
     if weight_decay is not None:
         return _horizon_decayed(stats, u, L, weight_decay, fusion_layer)
     s_full = _nrm(stats.sigma_yx)
+    if stats.n_modalities > 2:  # M - 1 sequential escapes, each at worst at the slowest drive
+        drives = all_drive_norms(stats)
+        w_norm = _nrm(stats.optimal_weights())
+        return _horizon(stats, u, L, s_full, drives, w_norm, phases=stats.n_modalities - 1)
     g_B = _nrm(stats.sigma_yxB - stats.unimodal_weights("A") @ stats.sigma_AB)
     g_A = _nrm(stats.sigma_yxA - stats.unimodal_weights("B") @ _t(stats.sigma_AB))
     drives = jnp.stack([_nrm(stats.sigma_yxA), _nrm(stats.sigma_yxB), g_A, g_B])
@@ -271,8 +290,9 @@ def _horizon_decayed(stats, u, L, lam, fusion_layer) -> jax.Array:
     return _horizon(stats, u, L, s_full, drives, jnp.where(jnp.isfinite(w_small), w_small, 0.0))
 
 
-def _horizon(stats, u, L, s_full, drives, w_norm) -> jax.Array:
-    """4 (escape(s_full) + escape(slowest drive above the floor) + final settling) (§7)."""
+def _horizon(stats, u, L, s_full, drives, w_norm, phases: int = 1) -> jax.Array:
+    """4 (escape(s_full) + `phases` x escape(slowest drive above the floor) + final settling)
+    (§7; `phases` = M - 1 for M modalities)."""
     floor = 1e-3 * _nrm(stats.sigma_yx) + 1e-300
     s_min = jnp.maximum(jnp.min(jnp.where(drives > floor, drives, jnp.inf)), floor)
     s_min = jnp.where(jnp.isfinite(s_min), s_min, floor)
@@ -286,7 +306,8 @@ def _horizon(stats, u, L, s_full, drives, w_norm) -> jax.Array:
     lam_min = jnp.min(jnp.where(eig > 1e-10 * lam_max, eig, jnp.inf))
     w_scale = jnp.maximum(w_norm, 1e-3)
     settle = jnp.log(1e8) / (lam_min * w_scale ** (2.0 - 2.0 / L))
-    return 4.0 * (escape(s_full) + escape(s_min) + settle)
+    slow = escape(s_min) if phases == 1 else phases * escape(s_min)
+    return 4.0 * (escape(s_full) + slow + settle)
 
 
 def _nrm(a):

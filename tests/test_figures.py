@@ -409,6 +409,12 @@ def _zhang_figures() -> dict:
         sim = {"cfg": {"n": 8, "batch_sizes": [1, 4], "seeds": 2, "width": 2}, "sgd": runs,
                "gd": one, "flow": one | {"time_ratio": 5.1}, "slowdown": {1: 1.03, 4: 1.01}}
         figs["minibatch-noise"] = FIGURES["minibatch-noise"].plot(*mb.summarize_minibatch(sim))
+    if "modalities" in FIGURES:  # registered with its module
+        md = importlib.import_module("multimodal_dln.experiments.zhang2024.modalities")
+        md_rows = [{"group": g[0], "success": True, "learned_rank": k, "t_sim": 1.01 * k,
+                    "t_theory0": float(k), "t_theory1": float(k)}
+                   for g in md.GROUPS for k in range(1, g[1] + 1)]  # fmt: skip
+        figs["modalities"] = FIGURES["modalities"].plot(md_rows, {})
     return figs
 
 

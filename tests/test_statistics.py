@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import multimodal_dln as mdln
-from multimodal_dln._statistics import statistics_valid
+from multimodal_dln._statistics_checks import statistics_valid
 
 
 def test_toy_blocks_and_loss():

@@ -13,7 +13,7 @@ from multimodal_dln import _memory, _validation
 from multimodal_dln._dataset import dataset_valid
 from multimodal_dln._memory import check_solve_memory
 from multimodal_dln._network import param_count
-from multimodal_dln._statistics import statistics_valid
+from multimodal_dln._statistics_checks import statistics_valid
 from multimodal_dln._training import n_params_per_member
 from multimodal_dln._validation import (
     check_dtype,

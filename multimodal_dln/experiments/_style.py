@@ -89,9 +89,14 @@ CATEGORY_COLORS = {
     "ensemble": "tab:blue",
     "image-only": "tab:cyan",
     "colour-only": "tab:brown",
+    "two-layer late, M = 3": "0.2",
+    "two-layer late, M = 4": "tab:purple",
+    "late L = 3, M = 3": "tab:green",
+    "intermediate L = 3, L_f = 2, M = 3": "tab:orange",
 }
 """Fixed colours of named categories: the greedy-learning algorithms (Wu et al. 2022; plain
-"balanced" is the authors' Q = 5) and the unimodal baselines of the coloured-digits entry."""
+"balanced" is the authors' Q = 5), the unimodal baselines of the coloured-digits entry and the
+network structures of the M-modality entry."""
 
 VALUE_LABELS = {
     "rho": ("correlation $\\rho$", "$\\rho$"),

@@ -76,6 +76,7 @@ from ._misattribution import (
     prioritization_boundary,
     superficial_preference,
 )
+from ._modalities import phase_times_modalities
 from ._toy import misattribution_toy_network, time_ratio_toy_network
 from ._two_layer import (
     learning_time_two_layer,
@@ -148,6 +149,8 @@ __all__ = [
     "phase_times_imbalanced",
     "time_ratio_imbalanced",
     "two_layer_scales",
+    # M >= 2 modalities, beyond the papers (§11)
+    "phase_times_modalities",
     # helpers
     "swap_modalities",
     "orient_first_learned",

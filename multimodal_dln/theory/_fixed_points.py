@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from .._statistics import Statistics
+from .._statistics import Statistics, require_two_modalities
 from .._validation import check_open_interval, check_positive, check_structure
 from ._util import _f, _is_scalar, _norm, _sign
 
@@ -98,6 +98,7 @@ def drives(stats: Statistics, *, signed: bool | None = None) -> Drives:
     `signed=False` forces norms (the authors' `lag_twolayer`), `signed=True` requires scalar
     modalities. Output arrays have the statistics' batch shape.
     """
+    require_two_modalities(stats, "theory.drives (s_A, s_B, g_B)")
     scalar = _is_scalar(stats)
     if signed is None:
         signed = scalar

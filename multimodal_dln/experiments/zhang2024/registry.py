@@ -34,6 +34,7 @@ from . import (
     deep,
     generalization,
     minibatch,
+    modalities,
     random_cov,
     relu,
     superficial,
@@ -202,6 +203,14 @@ FIGURES: dict[str, Entry] = {
         "beyond",
         "§10",
         "minibatch SGD: distribution of t_B / t_A against batch size",
+    ),
+    "modalities": Entry(
+        modalities.simulate_modalities,
+        modalities.summarize_modalities,
+        modalities.plot_modalities,
+        "beyond",
+        "§11",
+        "three and four modalities: phase times and learning order",
     ),
 }
 
