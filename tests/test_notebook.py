@@ -45,6 +45,7 @@ DELTAS_B = [1e-6, 1e-4]
 N_SAMPLES = 64
 SEEDS = 8
 BATCH_SIZES = [1]
+MODALITY_CONFIGS = 4
 """,
     "deep_fusion": """\
 DEPTH = 4
