@@ -255,21 +255,29 @@ def measure(
     A run trained with weight decay (`traj.weight_decay`, module docstring) is measured against
     the regularized plateau and final targets (docs/theory.md §8).
     """
+    options = check_measure_options(bracket_rtol, learned_fraction)
+    require_two_modalities(stats, "measure (t_A, t_B)")
+    _check_dims(traj, stats)
+    stats = validate_statistics(stats)
+    return map_members(_measure_one, traj, stats, *options)
+
+
+def check_measure_options(bracket_rtol, learned_fraction) -> tuple[float, float]:
+    """`bracket_rtol` and `learned_fraction` in (0, 1], as floats (static in the compiled
+    measurement)."""
     if not 0 < bracket_rtol <= 1:
         raise ValueError(f"bracket_rtol must be in (0, 1]; got {bracket_rtol!r}.")
     if not 0 < learned_fraction <= 1:
         raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
-    require_two_modalities(stats, "measure (t_A, t_B)")
-    _check_dims(traj, stats)
-    stats = validate_statistics(stats)
-    return _measure_jit(traj, stats, float(bracket_rtol), float(learned_fraction))
+    return float(bracket_rtol), float(learned_fraction)
 
 
 @eqx.filter_jit
-def _measure_jit(traj, stats, bracket_rtol, learned_fraction):
-    one = functools.partial(
-        _measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction
-    )
+def map_members(one, traj, stats, bracket_rtol, learned_fraction):
+    """`one(traj, stats, bracket_rtol=..., learned_fraction=...)` for a single run, or vmapped
+    over a batched trajectory (statistics shared or batched alike); one compiled program per
+    measurement and structure."""
+    one = functools.partial(one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction)
     if traj.ts.ndim == 1:
         return one(traj, stats)
     s_axis = 0 if stats.sigma_xx.ndim == 3 else None

@@ -20,15 +20,13 @@ is resolved by the save grid; otherwise its times are NaN and its order -1.
 
 from __future__ import annotations
 
-import functools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from ._measurements import _crossing, _first_failure
+from ._measurements import _crossing, _first_failure, check_measure_options, map_members
 from ._modalities import block_norms, restricted_optimum
 from ._statistics import Statistics
 from ._statistics_checks import validate_statistics
@@ -132,10 +130,7 @@ def measure_modalities(
     `stats` are the statistics the run trained on, shared or batched like `traj`; concrete ones
     are validated. `bracket_rtol` and `learned_fraction` are `measure`'s checks.
     """
-    if not 0 < bracket_rtol <= 1:
-        raise ValueError(f"bracket_rtol must be in (0, 1]; got {bracket_rtol!r}.")
-    if not 0 < learned_fraction <= 1:
-        raise ValueError(f"learned_fraction must be in (0, 1]; got {learned_fraction!r}.")
+    options = check_measure_options(bracket_rtol, learned_fraction)
     o, d = traj.weights.shape[-2:]
     if (stats.d, stats.d_out) != (d, o):
         raise ValueError(
@@ -147,15 +142,4 @@ def measure_modalities(
             f"stats has {stats.batch_shape[0]} members but the trajectory {traj.ts.shape[0]}."
         )
     stats = validate_statistics(stats)
-    return _measure_jit(traj, stats, float(bracket_rtol), float(learned_fraction))
-
-
-@eqx.filter_jit
-def _measure_jit(traj, stats, bracket_rtol, learned_fraction):
-    one = functools.partial(
-        _measure_one, bracket_rtol=bracket_rtol, learned_fraction=learned_fraction
-    )
-    if traj.ts.ndim == 1:
-        return one(traj, stats)
-    s_axis = 0 if stats.sigma_xx.ndim == 3 else None
-    return eqx.filter_vmap(one, in_axes=(eqx.if_array(0), s_axis))(traj, stats)
+    return map_members(_measure_one, traj, stats, *options)

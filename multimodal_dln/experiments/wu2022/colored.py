@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import Dataset, TwoHeadFusionNet, greedy
+from ... import Dataset, greedy
 from .._plotting import new_figure, savefig
 from .._style import CATEGORY_COLORS, legend, line_handle, patch_handle
 from ._common import finite_or_none
-from .digits import _algorithm_kw
+from ._two_head_runs import stack_seeds, trainer, two_head_nets
 
 __all__ = [
     "BASELINES",
@@ -102,30 +102,6 @@ def colored_digits(
     tr = Dataset(jnp.asarray(A[:n_train]), jnp.asarray(B[:n_train]), jnp.asarray(Y[:n_train]))
     te = Dataset(jnp.asarray(A[n_train:]), jnp.asarray(B[n_train:]), jnp.asarray(Y[n_train:]))
     return tr, te
-
-
-def two_head_nets(seeds, width, init_scale, d_A, d_B, d_out=10):
-    """Depth 3 (d -> width -> width -> d_out per branch), cross-connections at layers 2 and 3,
-    entrywise init N(0, init_scale^2); one network per seed, stacked (the networks of
-    `digits`, any input sizes). Built one by one, the same values as vmapping the init over
-    the keys, which compiles a batched random generator per matrix shape (measured, 2 seeds,
-    fresh process: 10-13 s of CPU against 4 s)."""
-    nets = [
-        TwoHeadFusionNet.init(
-            k,
-            depth=3,
-            fusion_layers=(2, 3),
-            width=width,
-            d_A=d_A,
-            d_B=d_B,
-            d_out=d_out,
-            init_scale=init_scale,
-            init="entrywise",
-            activation="relu",
-        )
-        for k in jax.random.split(jax.random.key(1234), seeds)
-    ]
-    return jax.tree.map(lambda *a: jnp.stack(a), *nets)
 
 
 def _accuracy(net, data):
@@ -276,27 +252,12 @@ def colored_experiment(
     views = [
         colored_digits(s, p_train=p_train, noise_A=noise_A, noise_B=noise_B) for s in range(seeds)
     ]
-    tr = jax.tree.map(lambda *a: jnp.stack(a), *[v[0] for v in views])
-    te = jax.tree.map(lambda *a: jnp.stack(a), *[v[1] for v in views])
+    tr, te = stack_seeds(views)
     warmup = -(-tr.x_A.shape[1] // batch_size) if warmup is None else warmup
     nets = two_head_nets(seeds, width, init_scale, d_A=10, d_B=64)
     keys = jax.random.split(jax.random.key(99), seeds)
-
-    def fit(nets, train, test, alg):
-        return greedy.train(
-            nets,
-            train,
-            lr=lr,
-            n_steps=n_steps,
-            warmup=warmup,
-            loss="cross_entropy",
-            eval_data=test,
-            batch_size=batch_size,
-            key=keys,
-            n_save=n_save,
-            **_algorithm_kw(alg, alpha, Q),
-        )
-
+    fit = trainer(keys, lr=lr, n_steps=n_steps, warmup=warmup, batch_size=batch_size, Q=Q,
+                  alpha=alpha, n_save=n_save)  # fmt: skip
     rows = []
     for alg in algorithms:
         rows += _rows(alg, fit(nets, tr, te, alg), tr, te)

@@ -7,7 +7,6 @@ head and unimodal (mean-imputed) accuracies, d_util."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import equinox as eqx
@@ -15,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import Dataset, TwoHeadFusionNet, greedy
+from ... import Dataset, greedy
 from .._plotting import new_figure, savefig
 from .._style import legend, line_handle, patch_handle, value_color
 from ._common import finite_or_none
+from ._two_head_runs import stack_seeds, trainer, two_head_nets
 
 __all__ = ["SUMMARY_KEYS", "digits_experiment", "digits_views", "plot_digits"]
 
@@ -53,31 +53,6 @@ def digits_views(seed: int = 0, *, noise_A: float = 0.1, noise_B: float = 0.5, n
     tr = Dataset(jnp.asarray(A[:n_train]), jnp.asarray(B[:n_train]), jnp.asarray(Y[:n_train]))
     te = Dataset(jnp.asarray(A[n_train:]), jnp.asarray(B[n_train:]), jnp.asarray(Y[n_train:]))
     return tr, te
-
-
-def _two_head_nets(seeds, width, init_scale):
-    """Depth 3 (32 -> width -> width -> 10 per branch), cross-connections at layers 2 and 3,
-    entrywise init N(0, init_scale^2); one network per seed."""
-    return eqx.filter_vmap(
-        lambda k: TwoHeadFusionNet.init(
-            k,
-            depth=3,
-            fusion_layers=(2, 3),
-            width=width,
-            d_A=32,
-            d_B=32,
-            d_out=10,
-            init_scale=init_scale,
-            init="entrywise",
-            activation="relu",
-        )
-    )(jax.random.split(jax.random.key(1234), seeds))
-
-
-def _algorithm_kw(alg, alpha, Q) -> dict:
-    if alg == "random":
-        return dict(algorithm="random")
-    return dict(algorithm="balanced", alpha=(math.inf if alg == "vanilla" else alpha), Q=Q)
 
 
 def _rows(alg, run, tr, te) -> list[dict]:
@@ -143,28 +118,15 @@ def digits_experiment(
     per algorithm.
     """
     views = [digits_views(s, noise_A=noise_A, noise_B=noise_B) for s in range(seeds)]
-    tr = jax.tree.map(lambda *a: jnp.stack(a), *[v[0] for v in views])
-    te = jax.tree.map(lambda *a: jnp.stack(a), *[v[1] for v in views])
-    n_train = tr.x_A.shape[1]
-    warmup = -(-n_train // batch_size) if warmup is None else warmup
-    nets = _two_head_nets(seeds, width, init_scale)
+    tr, te = stack_seeds(views)
+    warmup = -(-tr.x_A.shape[1] // batch_size) if warmup is None else warmup
+    nets = two_head_nets(seeds, width, init_scale, d_A=32, d_B=32)
     keys = jax.random.split(jax.random.key(99), seeds)
+    fit = trainer(keys, lr=lr, n_steps=n_steps, warmup=warmup, batch_size=batch_size, Q=Q,
+                  alpha=alpha, n_save=n_save)  # fmt: skip
     rows = []
     for alg in algorithms:
-        run = greedy.train(
-            nets,
-            tr,
-            lr=lr,
-            n_steps=n_steps,
-            warmup=warmup,
-            loss="cross_entropy",
-            eval_data=te,
-            batch_size=batch_size,
-            key=keys,
-            n_save=n_save,
-            **_algorithm_kw(alg, alpha, Q),
-        )
-        rows += _rows(alg, run, tr, te)
+        rows += _rows(alg, fit(nets, tr, te, alg), tr, te)
     return rows, summarize_digits(rows, algorithms)
 
 

@@ -80,18 +80,28 @@ def reproduce_deep(out_dir, quick: bool = False) -> dict:
     return summary
 
 
-def run_digits(out_dir, quick: bool = False, seeds: int | None = None) -> dict:
-    """``greedy-digits`` with `seeds` seeds (default: 5; quick: 2)."""
+def _run_seeded(out_dir, quick, seeds, entry, experiment, plot, findings=None) -> dict:
+    """A two-head digits entry (`entry` = "greedy-digits" or "greedy-colored") with `seeds`
+    seeds (default: 5; quick: 2 and a short run): rows, summary (and `findings` of the rows),
+    figure, CSV and JSON."""
     out_dir = Path(out_dir)
     kw = dict(seeds=2, n_steps=200, width=16, n_save=4) if quick else {}
     if seeds is not None:
         kw["seeds"] = seeds
-    rows, summ = digits_experiment(**kw)
+    rows, summ = experiment(**kw)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot_digits(summ, out_dir)
-    summary = {"entry": "greedy-digits", "summary": summ, "rows": rows, "figures": [str(fig)]}
-    write_entry(out_dir, "greedy_digits", rows, summary)
+    fig = plot(summ, out_dir)
+    summary = {"entry": entry, "summary": summ}
+    if findings is not None:
+        summary["findings"] = findings(rows)
+    summary |= {"rows": rows, "figures": [str(fig)]}
+    write_entry(out_dir, entry.replace("-", "_"), rows, summary)
     return summary
+
+
+def run_digits(out_dir, quick: bool = False, seeds: int | None = None) -> dict:
+    """``greedy-digits`` with `seeds` seeds (default: 5; quick: 2)."""
+    return _run_seeded(out_dir, quick, seeds, "greedy-digits", digits_experiment, plot_digits)
 
 
 def reproduce_digits(out_dir, quick: bool = False) -> dict:
@@ -101,22 +111,10 @@ def reproduce_digits(out_dir, quick: bool = False) -> dict:
 
 def run_colored(out_dir, quick: bool = False, seeds: int | None = None) -> dict:
     """``greedy-colored`` with `seeds` seeds (default: 5; quick: 2)."""
-    out_dir = Path(out_dir)
-    kw = dict(seeds=2, n_steps=200, width=16, n_save=4) if quick else {}
-    if seeds is not None:
-        kw["seeds"] = seeds
-    rows, summ = colored_experiment(**kw)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig = plot_colored(summ, out_dir)
-    summary = {
-        "entry": "greedy-colored",
-        "summary": summ,
-        "findings": colored_findings(rows),
-        "rows": rows,
-        "figures": [str(fig)],
-    }
-    write_entry(out_dir, "greedy_colored", rows, summary)
-    return summary
+    return _run_seeded(
+        out_dir, quick, seeds, "greedy-colored", colored_experiment, plot_colored,
+        colored_findings,
+    )  # fmt: skip
 
 
 def reproduce_colored(out_dir, quick: bool = False) -> dict:
