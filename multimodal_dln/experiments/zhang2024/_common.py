@@ -126,13 +126,17 @@ def measurements(m) -> dict:
     return {k: np.asarray(getattr(m, k)) for k in _MEASURED}
 
 
-def flow(nets, stats_or_data, *, n_save, t_max=None, converge_rtol=1e-6, stats=None):
+def flow(
+    nets, stats_or_data, *, n_save, t_max=None, converge_rtol=1e-6, stats=None, chunk_steps=None
+):
     """Batched gradient flow + measurements. `stats` (the sample statistics of a `Dataset`)
-    are what `measure` uses when given."""
+    are what `measure` uses when given; `chunk_steps` solves compacted (`gradient_flow`: the
+    same steps and saves, finished members dropped between chunks)."""
     t_max = None if t_max is None else jnp.asarray(t_max, float)
     traj = gradient_flow(
-        nets, stats_or_data, n_save=n_save, t_max=t_max, converge_rtol=converge_rtol
-    )
+        nets, stats_or_data, n_save=n_save, t_max=t_max, converge_rtol=converge_rtol,
+        chunk_steps=chunk_steps,
+    )  # fmt: skip
     return traj, measurements(measure(traj, stats_or_data if stats is None else stats))
 
 
