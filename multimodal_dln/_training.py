@@ -205,6 +205,7 @@ def safe_objective(objective, valid):
             jnp.where(valid, objective.sigma_yx, 0.0),
             jnp.where(valid, objective.sigma_yy, 0.0),
             d_A=objective.d_A,
+            dims=objective.dims,
         )
     return Dataset(*(jnp.where(valid, a, 0.0) for a in (objective.x_A, objective.x_B, objective.y)))
 

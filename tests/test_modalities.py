@@ -10,8 +10,8 @@
     3 %), the leading order's median error at least 4x larger (0.62 % / 1.16 %, max 2.3 % / 10 %),
     and the measured learning order is the predicted one wherever the predicted times are more
     than 5 % apart;
-(d) the deep generalization: late fusion L = 3 within 1 % at u0 = 0.01 (measured 0.38 %), and
-    intermediate fusion L = 3, L_f = 2 at u0 = 0.01 with median error below 1 % (measured 0.53 %;
+(d) the deep generalization: late fusion L = 3 within 1 % at u0 = 0.01 (measured 0.25 %), and
+    intermediate fusion L = 3, L_f = 2 at u0 = 0.01 with median error below 1 % (measured 0.56 %;
     the worst member 5.6 %, the finite-u0 error known from M = 2, docs/theory.md §3);
 (e) one-line errors where a two-modality quantity is asked of M > 2.
 """
