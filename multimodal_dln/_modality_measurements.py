@@ -66,11 +66,9 @@ class ModalityPhases(eqx.Module):
 
 
 def _block_curves(traj: Trajectory, stats: Statistics):
-    """(||W_m(t)||, d/dt ||W_m(t)||), each (n_save, M)."""
-    w, wd = traj.weights, traj.weights_dot
-    nrm = block_norms(stats, w)
-    dots = jnp.stack([jnp.sum(w[..., s] * wd[..., s], (-2, -1)) for s in stats.modality_slices], -1)
-    return nrm, dots / jnp.where(nrm > 0, nrm, 1.0)
+    """(||W_m(t)||, d/dt ||W_m(t)||), each (n_save, M) (`Trajectory.norms` per modality)."""
+    curves = [traj.norms(s) for s in stats.modality_slices]
+    return jnp.stack([c[0] for c in curves], -1), jnp.stack([c[1] for c in curves], -1)
 
 
 def _measure_one(traj: Trajectory, stats: Statistics, bracket_rtol, learned_fraction):

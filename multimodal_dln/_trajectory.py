@@ -111,9 +111,15 @@ class Trajectory(eqx.Module):
     def batch_shape(self) -> tuple[int, ...]:
         return self.ts.shape[:-1]
 
-    def norms(self, modality: str) -> tuple[Float[Array, "*batch n"], Float[Array, "*batch n"]]:
-        """(||W_m^tot(t)||_F, d/dt ||W_m^tot(t)||_F) on the grid, m in {"A", "B"}."""
-        sl = slice(None, self.d_A) if modality == "A" else slice(self.d_A, None)
+    def norms(
+        self, modality: str | slice
+    ) -> tuple[Float[Array, "*batch n"], Float[Array, "*batch n"]]:
+        """(||W_m^tot(t)||_F, d/dt ||W_m^tot(t)||_F) on the grid, m in {"A", "B"} or the slice
+        of m's input coordinates (`Statistics.modality_slices`, M modalities)."""
+        if isinstance(modality, slice):
+            sl = modality
+        else:
+            sl = slice(None, self.d_A) if modality == "A" else slice(self.d_A, None)
         w, wd = self.weights[..., sl], self.weights_dot[..., sl]
         nrm = jnp.sqrt(jnp.sum(w**2, axis=(-2, -1)))
         dnrm = jnp.sum(w * wd, axis=(-2, -1)) / jnp.where(nrm > 0, nrm, 1.0)
