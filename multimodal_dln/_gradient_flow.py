@@ -104,7 +104,8 @@ def gradient_flow(
       its slowest member is done.
     - `chunk_steps`, `pool_size`: compaction instead (`multimodal_dln._compaction`): solve
       `pool_size` members at a time (default: a quarter of the batch, a power of two) in
-      chunks of `chunk_steps` steps, finished members replaced by waiting ones between chunks.
+      chunks of `chunk_steps` steps, finished members replaced by waiting ones between chunks
+      (continuation rounds too).
       Same steps and saves as one shot, bit for bit; each pool size compiles once (~4 sizes);
       `max_steps` is checked between chunks. `benchmarks/` measures both schemes.
     - `layer_lrs`: per-layer learning rates eta_l, shape (L,) or (batch, L) (traced):
@@ -131,15 +132,24 @@ def gradient_flow(
         static, cfg, args, first_axes, batch, mesh, buckets, cost, chunk_steps, pool_size
     )
     more = (args[:2] + start, None if batch is None else axes + (0,) * 6)
-    return back(_continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj))
+    compact = None if chunk_steps is None else (chunk_steps, pool_size)
+    return back(
+        _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj, compact)
+    )
 
 
-def _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj):
+def _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj, compact):
     """Continuation rounds for the members not converged by their horizon (`more`: the solve's
-    arguments from the start values, and their vmap axes)."""
+    arguments from the start values, and their vmap axes); compacted like the first solve
+    when `compact` is (chunk_steps, pool_size)."""
 
     def run_more(args, axes):  # a continuation round from given start values
-        return call(_Solve(static, cfg), args, axes, mesh)
+        if compact is None or axes is None:
+            return call(_Solve(static, cfg), args, axes, mesh)
+        batch = args[2].shape[0]  # t0 per member
+        pool = pool_size_for(compact[1], batch)
+        begin = _BeginAt(static, cfg)
+        return _run_compacted(static, cfg, compact[0], pool, args, axes, batch, mesh, begin)[0]
 
     return continue_unconverged(run_more, *more, t_max, t_min_fraction, horizon_cap, traj)
 
@@ -303,14 +313,27 @@ class _Begin(eqx.Module):
 
     def __call__(self, params, objective, t_max, t_min_fraction):
         start = _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
-        t0, t1, ts, atol, gap0, valid = start
-        prob = _problem(params, self.static, objective, gap0, valid, self.cfg)
-        cfg = self.cfg
-        state = _compaction.start(
-            prob.field, prob.y0, t0, t1, ts, prob.summary, solver=cfg.solver, rtol=cfg.rtol,
-            atol=atol,
-        )  # fmt: skip
-        return start, state
+        return start, _begin_state(params, objective, start, self.static, self.cfg)
+
+
+class _BeginAt(eqx.Module):
+    """`_Begin` of a continuation round: the start values are given (`_continuation`)."""
+
+    static: FusionDLN = eqx.field(static=True)
+    cfg: SolverConfig = eqx.field(static=True)
+
+    def __call__(self, params, objective, t0, t1, ts, atol, gap0, valid):
+        start = (t0, t1, ts, atol, gap0, valid)
+        return start, _begin_state(params, objective, start, self.static, self.cfg)
+
+
+def _begin_state(params, objective, start, static, cfg: SolverConfig):
+    t0, t1, ts, atol, gap0, valid = start
+    prob = _problem(params, static, objective, gap0, valid, cfg)
+    return _compaction.start(
+        prob.field, prob.y0, t0, t1, ts, prob.summary, solver=cfg.solver, rtol=cfg.rtol,
+        atol=atol,
+    )  # fmt: skip
 
 
 class _Advance(eqx.Module):
@@ -342,10 +365,12 @@ class _Finish(eqx.Module):
         return _trajectory(to_segment(state), prob, params, self.static, ts, valid)
 
 
-def _run_compacted(static, cfg, steps, pool, args, axes, batch, mesh):
-    """The first solve of every member in chunks of at most `steps` steps, finished members
-    dropped between chunks (`_compaction.run_compacted`); returns (trajectory, start values)."""
-    start, state = call(_Begin(static, cfg), args, axes, mesh)
+def _run_compacted(static, cfg, steps, pool, args, axes, batch, mesh, begin=None):
+    """A solve of every member in chunks of at most `steps` steps, finished members dropped
+    between chunks (`_compaction.run_compacted`); returns (trajectory, start values). `begin`:
+    `_Begin` (the first solve, the default) or `_BeginAt` (a continuation round)."""
+    begin = _Begin(static, cfg) if begin is None else begin
+    start, state = call(begin, args, axes, mesh)
     inputs, in_axes = args[:2], axes[:2]
     member_axes = in_axes + (0, 0)
     advance_one = _Advance(static, cfg, steps)

@@ -2,7 +2,8 @@
 
 - the chained solve is the one-shot solve: same steps, saves, end times and statuses, bit for
   bit (solver, controller and step-size state forwarded between chunks), including members
-  that run out of their step budget, and the measured time ratios are identical;
+  that run out of their step budget and continuation rounds, and the measured time ratios
+  are identical;
 - the pool schedule: every member is advanced until done, never twice in one chunk, and the
   member-steps performed are exactly `compacted_work`'s count (the cost model the benchmark
   uses for the useful-work fraction);
@@ -62,6 +63,36 @@ def test_compacted_solve_equals_one_shot():
     m1, m2 = mdln.measure(one, stats), mdln.measure(packed, stats)
     np.testing.assert_array_equal(np.asarray(m1.time_ratio), np.asarray(m2.time_ratio))
     assert np.asarray(m1.success).sum() >= 3, [mdln.Status(int(c)).name for c in m1.status]
+
+
+@pytest.mark.slow
+def test_compacted_continuation_rounds_equal_one_shot():
+    """Continuation rounds (members not converged by their estimated horizon) are compacted
+    too, with the same result. Three-layer late fusion, aligned rank-one starts along random
+    directions: member 1's start has a negative product along its drive, so it is attracted
+    to zero and never converges (a real property of odd-depth rank-one flows, flagged
+    NOT_CONVERGED) and runs every continuation round up to the horizon cap."""
+    rho = jnp.asarray([0.0, 0.5, -0.5, 0.3])
+    stats = jax.vmap(mdln.Statistics.toy)(rho, jnp.asarray([2.0, 1.5, 3.0, 2.5]))
+    keys, rows = jax.random.split(jax.random.key(3), 6)[:4], [1e-4, 1.0, 1e-3, 1.0]
+    nets = jax.tree.map(
+        lambda *xs: jnp.stack(xs),
+        *(
+            mdln.FusionDLN.init(
+                k, depth=3, fusion_layer=3, width=4, d_A=1, d_B=1, init_scale=1e-2,
+                init="aligned", layer_scales=(1.0, r, 1.0),
+            )
+            for k, r in zip(keys, rows, strict=True)
+        ),
+    )  # fmt: skip
+    one = mdln.gradient_flow(nets, stats, shard=False)
+    packed = mdln.gradient_flow(nets, stats, shard=False, chunk_steps=16, pool_size=2)
+    _assert_identical(one, packed)
+    horizon = eqx.filter_vmap(mdln._training.default_horizon)(nets, stats)
+    continued = np.asarray(one.t_end) > np.asarray(horizon)
+    assert continued[1] and not continued[[0, 2, 3]].any(), (one.t_end, horizon)
+    status = np.asarray(one.status)
+    assert status[1] == mdln.Status.NOT_CONVERGED and (status[[0, 2, 3]] == 0).all(), status
 
 
 def test_pool_schedule_matches_the_cost_model():
