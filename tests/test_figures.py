@@ -497,11 +497,11 @@ def test_simulation_points_are_medians_and_say_so():
     assert not _style_problems(fig)
 
 
-def test_unconverged_members_are_counted_not_drawn():
+def test_unmeasured_members_are_counted_not_drawn():
     fig = deep.plot_deep(*_deep_rows(), "rho")
     ys = np.concatenate([ln.get_ydata() for ln in fig.axes[0].lines if ln.get_marker() == "^"])
     assert 11.0 not in ys
-    assert "1 unconverged" in fig.axes[0].get_title()
+    assert "1 network(s) without a measured phase time" in fig.axes[0].get_title()
 
 
 def test_greedy_figures_follow_the_style(tmp_path):

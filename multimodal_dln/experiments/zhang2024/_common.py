@@ -64,6 +64,7 @@ _MEASURED = (
     "initial_loss",
     "final_loss",
     "success",
+    "status",
 )
 
 

@@ -11,12 +11,14 @@ solve of the exact reduced dynamics; the integral formula and its phase times pe
 
 from __future__ import annotations
 
+import collections
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ... import sweeps, theory
+from ... import Status, sweeps, theory
 from .._plotting import new_figure
 from .._style import (
     MARKS,
@@ -66,9 +68,11 @@ def deep_settings(quick: bool) -> dict:
         "depth": 4,
         "init_scale": 0.1,
         "n_save": 1024,
-        # compacted solves (same steps and saves): one shot, the 114 members of one L_f ran
-        # until the slowest (29 % of member-steps useful; 1.7x faster on the 2-core CPU, L_f = 3)
-        "chunk_steps": 128,
+        # compacted solves on a CPU (same steps and saves): one shot, the 114 members of one
+        # L_f ran until the slowest (29 % of member-steps useful; 1.7x faster on the 2-core CPU,
+        # L_f = 3). A GPU steps 114 members in the time of one, so one shot is faster there
+        # (no chunk round trips, one compiled solve instead of one per pool size).
+        "chunk_steps": 128 if jax.default_backend() == "cpu" else None,
     }
 
 
@@ -150,7 +154,9 @@ def _rows_of(camp, Lf, i) -> list[dict]:
     def row(kind, m, j, **extra):
         out = {**base, "kind": kind, **extra, "time_ratio": m["time_ratio"][j]}
         out |= {"t_A": m["t_A"][j] / AUTHORS_LR, "t_B": m["t_B"][j] / AUTHORS_LR}
-        return out | ({"success": m["success"][j]} if "success" in m else {})
+        if "success" not in m:  # the formula
+            return out
+        return out | {"success": m["success"][j], "status": Status(int(m["status"][j])).name}
 
     formula = {"time_ratio": d["formula"], "t_A": d["t_A_formula"], "t_B": d["t_B_formula"]}
     rows = [row("formula", formula, i), row("reduced", d["reduced"], i)]
@@ -191,6 +197,10 @@ def summarize_deep(camp, sweep: str) -> tuple[list[dict], dict]:
         for i in idx:
             rows += _rows_of(camp, Lf, i)
         summary[f"L_f={Lf}"] = _summary_of(camp, Lf, idx)
+    # members without a phase time, counted by (L_f, kind, status)
+    failed = [r for r in rows if "success" in r and not r["success"]]
+    keys = (f"L_f={r['L_f']} {r['kind']}: {r['status']}" for r in failed)
+    summary["failed"] = dict(collections.Counter(keys))
     return rows, summary
 
 
@@ -233,7 +243,7 @@ def plot_deep(rows, summary, sweep: str):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"time ratio $t_B/t_A$")
     failed = sum(1 for r in rows if r["kind"] in ("aligned", "random") and not r["success"])
-    note = f"; {failed} unconverged network(s) not drawn" if failed else ""
+    note = f"; {failed} network(s) without a measured phase time not drawn" if failed else ""
     fixed = {"rho": f"$\\sigma_A/\\sigma_B$ = 2, $u_0$ = {u0:g}",
              "ratio": f"$\\rho$ = 0, $u_0$ = {u0:g}",
              "init": "$\\rho$ = 0, $\\sigma_A/\\sigma_B$ = 2"}[sweep]  # fmt: skip
