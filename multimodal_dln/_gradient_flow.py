@@ -132,19 +132,17 @@ def gradient_flow(
         static, cfg, args, first_axes, batch, mesh, buckets, cost, chunk_steps, pool_size
     )
     more = (args[:2] + start, None if batch is None else axes + (0,) * 6)
-    compact = None if chunk_steps is None else (chunk_steps, pool_size)
-    return back(
-        _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj, compact)
-    )
+    rounds = (t_max, t_min_fraction, horizon_cap, (chunk_steps, pool_size))
+    return back(_continue(static, cfg, mesh, more, *rounds, traj))
 
 
-def _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, traj, compact):
+def _continue(static, cfg, mesh, more, t_max, t_min_fraction, horizon_cap, compact, traj):
     """Continuation rounds for the members not converged by their horizon (`more`: the solve's
     arguments from the start values, and their vmap axes); compacted like the first solve
-    when `compact` is (chunk_steps, pool_size)."""
+    when `compact` = (chunk_steps, pool_size) gives chunk_steps."""
 
     def run_more(args, axes):  # a continuation round from given start values
-        if compact is None or axes is None:
+        if compact[0] is None or axes is None:
             return call(_Solve(static, cfg), args, axes, mesh)
         batch = args[2].shape[0]  # t0 per member
         pool = pool_size_for(compact[1], batch)

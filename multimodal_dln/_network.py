@@ -200,6 +200,12 @@ class FusionDLN(eqx.Module):
         `eqx.filter_vmap(FusionDLN.init ...)` over keys and scales builds a batch without
         recompiling per value.
 
+        `align_to` (``init="aligned"``): statistics whose solution W* orients the rank-one
+        layers, the start the theory assumes. Without it the directions are random unit
+        vectors, and a modality whose path starts pointing against its target is never learned:
+        an exactly balanced rank-one path cannot change sign, it decays to zero instead (the
+        solve then reports NOT_CONVERGED; tests/test_compaction.py has such a member).
+
         `layer_scales` (``init="aligned"`` only; None: all 1, the balanced scheme, unchanged):
         per-layer multipliers m_l > 0, shape (L,), or (M, L) with one row per modality (rows
         equal on the shared layers l > L_f). Layer l gets scale m_l u0 (shared layers
