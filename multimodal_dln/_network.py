@@ -204,7 +204,7 @@ class FusionDLN(eqx.Module):
         layers, the start the theory assumes. Without it the directions are random unit
         vectors, and a modality whose path starts pointing against its target is never learned:
         an exactly balanced rank-one path cannot change sign, it decays to zero instead (the
-        solve then reports NOT_CONVERGED; tests/test_compaction.py has such a member).
+        solve then reports NOT_CONVERGED).
 
         `layer_scales` (``init="aligned"`` only; None: all 1, the balanced scheme, unchanged):
         per-layer multipliers m_l > 0, shape (L,), or (M, L) with one row per modality (rows

@@ -70,8 +70,9 @@ def deep_settings(quick: bool) -> dict:
         "n_save": 1024,
         # compacted solves on a CPU (same steps and saves): one shot, the 114 members of one
         # L_f ran until the slowest (29 % of member-steps useful; 1.7x faster on the 2-core CPU,
-        # L_f = 3). A GPU steps 114 members in the time of one, so one shot is faster there
-        # (no chunk round trips, one compiled solve instead of one per pool size).
+        # L_f = 3). On a GPU a batched step of 1 or 1024 small members costs about the same
+        # (benchmarks/results/README.md, H100 scaling), so dropping members saves nothing
+        # there and would compile one program per pool size: one shot.
         "chunk_steps": 128 if jax.default_backend() == "cpu" else None,
     }
 
