@@ -8,18 +8,22 @@ the horizon estimate) compile too. JAX reports each stage's duration through
 `jax.monitoring`; the first call's wall time includes them all and the run, the run time is the
 median of three more calls.
 
-Three fresh processes, one after another, measure every structure of `STRUCTURES`:
+Fresh processes, one after another, measure every structure of `STRUCTURES`:
 
 1. ``default``: the package as users run it (XLA's default MLIR fusion emitters), empty
    persistent compilation cache;
 2. ``warm``: the same, again, with the cache the first process filled (what a second
-   `mdln sweep` of the same structure waits for);
-3. ``legacy``: XLA:CPU's legacy fusion emitters (``--xla_cpu_use_fusion_emitters=false``),
+   `mdln sweep` of the same structure waits for: XLA's programs and the stored lowered
+   solves, `multimodal_dln._exported`);
+3. ``warm_plain``: the same with stored programs off (``MDLN_STORED_PROGRAMS=0``: traced
+   and lowered again, XLA from the cache), after one such process filled the cache;
+4. ``legacy``: XLA:CPU's legacy fusion emitters (``--xla_cpu_use_fusion_emitters=false``),
    cache off.
 
 Headline ratios (same run): solve compile (first call minus run), default / legacy emitters;
-batch-build compile, default / legacy; run time, legacy / default; and the first call, cold /
-warm cache. The legacy emitters compile the ODE solve 1.25-1.56x faster but run it up to 1.33x
+batch-build compile, default / legacy; run time, legacy / default; the first call, cold /
+warm cache; and the warm first call with stored programs off / on. The legacy emitters
+compile the ODE solve 1.25-1.56x faster but run it up to 1.33x
 slower (benchmarks/results/compile.json); since the sweep build draws networks with `lax.map`
 (not vmap) both emitters compile it alike (it used to be much slower with the legacy ones).
 The package keeps XLA's default: neither is better for every workload.
@@ -107,12 +111,19 @@ def run(mode: str) -> dict:
         default = _process(structures, _env(**on))
         C.log("compile: default emitters, warm cache")
         warm = _process(structures, _env(**on))
+        # Stored programs off (every process traces and lowers): the first process fills the
+        # cache with this path's own XLA programs, the second is the warm one compared.
+        C.log("compile: stored programs off, cold then warm cache")
+        plain = _env(**on, MDLN_STORED_PROGRAMS="0")
+        _process(structures, plain)
+        warm_plain = _process(structures, plain)
     C.log("compile: legacy emitters, no cache")
     legacy = _process(structures, _env(legacy=True, MDLN_COMPILATION_CACHE="0"))
     rows = []
-    for df, wm, lg in zip(default, warm, legacy, strict=True):
+    for df, wm, lg, wp in zip(default, warm, legacy, warm_plain, strict=True):
         tag = f"L={df['depth']}, L_f={df['fusion_layer']}"
-        solve = {k: r["first_s"] - r["run_s"] for k, r in (("d", df), ("w", wm), ("l", lg))}
+        pairs = (("d", df), ("w", wm), ("l", lg), ("p", wp))
+        solve = {k: r["first_s"] - r["run_s"] for k, r in pairs}
         agree = abs(lg["time_ratio"] / df["time_ratio"] - 1)
         rows += [
             C.row(f"{tag}: solve compile, default / legacy emitters", solve["d"] / solve["l"],
@@ -125,5 +136,10 @@ def run(mode: str) -> dict:
                        f"{agree:.1e}"),
             C.row(f"{tag}: first call, cold / warm cache", df["first_s"] / wm["first_s"],
                   note=f"solve compile {solve['w']:.1f} s warm (goal <= 1 s)"),
+            C.row(f"{tag}: first call warm, stored programs off / on",
+                  wp["first_s"] / wm["first_s"],
+                  note=f"solve compile {solve['p']:.1f} s / {solve['w']:.1f} s; trace "
+                       f"{wp['trace']:.1f} s / {wm['trace']:.1f} s"),
         ]  # fmt: skip
-    return {"rows": rows, "details": {"default": default, "warm": warm, "legacy": legacy}}
+    details = {"default": default, "warm": warm, "legacy": legacy, "warm_plain": warm_plain}
+    return {"rows": rows, "details": details}

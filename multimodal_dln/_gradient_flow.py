@@ -20,7 +20,7 @@ plain flow. Pass the same lambda to `measure`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -295,6 +295,7 @@ class _Solve(eqx.Module):
     """One member's solve from given start values (a continuation round), as a hashable
     callable with static configuration for `_solve.call`."""
 
+    exportable: ClassVar[bool] = True  # `_exported`: stored for later processes
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 
@@ -390,6 +391,7 @@ class _Start(eqx.Module):
     `_Solve` as a continuation round, so a continuation of a batch of the same size compiles
     nothing new (a continuation used to compile a second, larger program per structure)."""
 
+    exportable: ClassVar[bool] = True  # `_exported`: stored for later processes
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 

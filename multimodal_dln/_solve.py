@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from ._exported import call_exported
 from ._sharding import run_sharded
 from ._status import Status
 from ._trajectory import fill_after_end, run_status
@@ -215,6 +216,11 @@ class Mapped(eqx.Module):
     fn: Callable = eqx.field(static=True)
     axes: tuple | None = eqx.field(static=True)
 
+    @property
+    def exportable(self) -> bool:
+        """Whether its program may be stored for later processes (`_exported`)."""
+        return getattr(self.fn, "exportable", False)
+
     def __call__(self, *args):
         if self.axes is None:
             return self.fn(*args)
@@ -226,7 +232,7 @@ def call(fn: Callable, args: tuple, axes: tuple | None = None, mesh=None):
     `mesh` (a 1-D mesh from `_sharding.resolve_mesh`; None for one device)."""
     mapped = Mapped(fn, axes)
     if mesh is None or axes is None:
-        return _call_jit(mapped, *args)
+        return call_exported(mapped, args, _call_jit)  # a stored program when `fn` allows it
     size = jax.tree.leaves(args[axes.index(0)])[0].shape[0]
     return run_sharded(mapped, args, axes, size, mesh)
 

@@ -42,7 +42,10 @@ if keep is not None:
 
 
 def _run(cache: Path, *args: str) -> str:
-    env = dict(os.environ, MDLN_COMPILATION_CACHE_DIR=str(cache), MDLN_COMPILATION_CACHE="1")
+    # stored programs off: the spy reads the solve's own lowering (tests/test_stored_programs.py
+    # checks the stored path)
+    env = dict(os.environ, MDLN_COMPILATION_CACHE_DIR=str(cache), MDLN_COMPILATION_CACHE="1",
+               MDLN_STORED_PROGRAMS="0")
     out = subprocess.run([sys.executable, "-c", _SCRIPT, *args], env=env, capture_output=True,
                          text=True, check=True)  # fmt: skip
     return out.stdout.strip()

@@ -1,0 +1,181 @@
+"""Stored programs: a solve traced and lowered once is reused by later processes.
+
+JAX's persistent compilation cache (`multimodal_dln._cache`) skips XLA's compilation in a warm
+process, but not tracing and lowering, which for one gradient-flow structure take ~2 s on a
+2-core CPU (tracing diffrax's solve under `vmap`; benchmarks/results/README.md, "Where a
+structure's compile time goes"). Here the lowered program is stored with `jax.export` next to
+that cache, and a later process that calls the same program deserializes it instead of
+tracing: a toy structure's first `gradient_flow` call in a warm process takes 0.7-0.9 s
+instead of 2.3-2.5 s (2-core CPU), and returns the same arrays bit for bit.
+
+What may be stored: only callables that declare it (`exportable = True`: gradient flow's
+`_Solve` and `_Start`), whose whole behaviour is their class, their fields and this package's
+code. A stored program is found by a SHA-256 key of
+
+- the pickled callable (class and every field, e.g. the network's activation) and the
+  inputs' structure, shapes, dtypes and non-array values;
+- the package's source (every `.py` file), the versions of jax, jaxlib, diffrax, equinox,
+  lineax and optimistix, the backend, device kind and float64 mode,
+
+so a changed input, option, code or install never meets an old program. Anything that cannot
+be keyed, exported, stored or loaded (a callable that does not pickle, an unwritable folder, a
+program JAX cannot export, inputs under a trace) falls back to the ordinary jit call: storing
+programs only saves time. Files are written once, atomically, and never replaced; they live
+in the compilation cache's folder (`MDLN_COMPILATION_CACHE=0` turns both off,
+``MDLN_STORED_PROGRAMS=0`` only this).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+
+__all__ = ["call_exported", "stored_programs_dir"]
+
+_FORMAT = "mdln-exported-1"
+_PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "lineax", "optimistix")
+_MEMORY: dict[str, Any] = {}  # key -> _Program, or None where storing failed (plain jit)
+_SOURCE: list[str] = []  # the package source's hash, computed once per process
+
+
+class _Slot:
+    """Where an array sits in a pytree: its shape, dtype and weak type (part of the key), and
+    in a stored output skeleton the place an output array goes back to."""
+
+    def __init__(self, x):
+        self.shape, self.dtype = tuple(x.shape), str(x.dtype)
+        self.weak = bool(getattr(x, "weak_type", False))
+
+
+class _Program:
+    """A deserialized program: flat input arrays -> flat output arrays (jitted once per
+    process: tracing it is a single call), and the output skeleton (the output pytree with
+    `_Slot`s where its arrays go)."""
+
+    def __init__(self, exported, skeleton):
+        self.run, self.skeleton = jax.jit(exported.call), skeleton
+
+    def __call__(self, leaves):
+        arrays = iter(self.run(*leaves))
+        return jax.tree.map(lambda x: next(arrays) if isinstance(x, _Slot) else x, self.skeleton)
+
+
+def stored_programs_dir() -> Path | None:
+    """The folder of stored programs: `mdln-exported/` in JAX's compilation cache folder, or
+    None when that cache is off or ``MDLN_STORED_PROGRAMS=0`` (every call traces, as JAX
+    does by default)."""
+    base = jax.config.jax_compilation_cache_dir
+    off = os.environ.get("MDLN_COMPILATION_CACHE", "1") == "0"
+    if not base or off or os.environ.get("MDLN_STORED_PROGRAMS", "1") == "0":
+        return None
+    return Path(base) / "mdln-exported"
+
+
+def call_exported(fn, args: tuple, plain):
+    """`fn(*args)` through a stored program when `fn` is exportable, else `plain(fn, *args)`
+    (the ordinary jit call); see the module docstring."""
+    folder = stored_programs_dir()
+    if folder is None or not getattr(fn, "exportable", False) or _traced(args):
+        return plain(fn, *args)
+    leaves = [x for x in jax.tree.leaves(args) if eqx.is_array(x)]
+    key = _key(fn, args)
+    if key is None:
+        return plain(fn, *args)
+    if key not in _MEMORY:
+        _MEMORY[key] = _load(folder, key) or _store(folder, key, fn, args)
+    program = _MEMORY[key]
+    return plain(fn, *args) if program is None else program(leaves)
+
+
+def _traced(args) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+
+
+def _skeleton(tree):
+    return jax.tree.map(lambda x: _Slot(x) if eqx.is_array(x) else x, tree)
+
+
+def _key(fn, args) -> str | None:
+    try:
+        what = pickle.dumps((_FORMAT, fn, _skeleton(args)), protocol=5)
+    except Exception:  # e.g. a field holding a closure: not keyable, so never stored
+        return None
+    where = (_source_hash(), _versions(), jax.default_backend(), jax.devices()[0].device_kind,
+             bool(jax.config.jax_enable_x64))  # fmt: skip
+    return hashlib.sha256(what + repr(where).encode()).hexdigest()
+
+
+def _source_hash() -> str:
+    if not _SOURCE:
+        digest = hashlib.sha256()
+        root = Path(__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        _SOURCE.append(digest.hexdigest())
+    return _SOURCE[0]
+
+
+def _versions() -> tuple:
+    out = []
+    for name in _PACKAGES:
+        try:
+            out.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((name, None))
+    return tuple(out)
+
+
+def _load(folder: Path, key: str) -> _Program | None:
+    path = folder / f"{key}.bin"
+    try:
+        blob = path.read_bytes()
+        skeleton_bytes, program_bytes = pickle.loads(blob)
+        exported = jax.export.deserialize(bytearray(program_bytes))
+        return _Program(exported, pickle.loads(skeleton_bytes))
+    except Exception:  # absent, partial or from an incompatible install: trace instead
+        return None
+
+
+def _store(folder: Path, key: str, fn, args) -> _Program | None:
+    """Export `fn` on `args`' shapes, write it under `key` and return it (None on failure)."""
+    dyn, static = eqx.partition(args, eqx.is_array)
+    treedef = jax.tree.structure(dyn)
+    box = {}
+
+    def flat(*leaves):
+        out = fn(*eqx.combine(jax.tree.unflatten(treedef, leaves), static))
+        box["skeleton"] = _skeleton(out)
+        return [x for x in jax.tree.leaves(out) if eqx.is_array(x)]
+
+    try:
+        exported = jax.export.export(jax.jit(flat))(*jax.tree.leaves(dyn))
+        skeleton = pickle.dumps(box["skeleton"], protocol=5)
+        blob = pickle.dumps((skeleton, bytes(exported.serialize())), protocol=5)
+    except Exception:  # JAX cannot export it (or flatbuffers is missing): plain jit
+        return None
+    _write_once(folder / f"{key}.bin", blob)
+    return _Program(exported, box["skeleton"])
+
+
+def _write_once(path: Path, blob: bytes) -> None:
+    """Write `blob` to `path` atomically unless it exists (a hard link never replaces a file
+    another process wrote first); failures are ignored: the file only saves time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        try:
+            os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    except OSError:
+        return
