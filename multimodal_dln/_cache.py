@@ -10,7 +10,9 @@ calls `enable_compilation_cache()`, which points JAX at
 unless JAX already has a cache folder (yours wins) or ``MDLN_COMPILATION_CACHE=0`` is set (the
 opt-out). The solves are cacheable because they hold no host callbacks
 (`_solve.checks_as_nan`). JAX keys entries by program, jax version and backend, so a stale
-entry is never used for another program. The folder is not size-capped (JAX's cap needs the
+entry is never used for another program. Gradient flow's lowered solves are stored in the
+same folder (`mdln-exported/`, `multimodal_dln._exported`), so a warm process does not
+trace them either. The folder is not size-capped (JAX's cap needs the
 `filelock` package); delete it to reclaim its space.
 """
 

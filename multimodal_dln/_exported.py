@@ -15,7 +15,8 @@ code. A stored program is found by a SHA-256 key of
 - the pickled callable (class and every field, e.g. the network's activation) and the
   inputs' structure, shapes, dtypes and non-array values;
 - the package's source (every `.py` file), the versions of jax, jaxlib, diffrax, equinox,
-  lineax and optimistix, the backend, device kind and float64 mode,
+  lineax and optimistix, the backend, device kind and the JAX settings that change what is
+  traced (float64, default matmul precision, dtype and rank promotion),
 
 so a changed input, option, code or install never meets an old program. Anything that cannot
 be keyed, exported, stored or loaded (a callable that does not pickle, an unwritable folder, a
@@ -42,6 +43,8 @@ __all__ = ["call_exported", "stored_programs_dir"]
 
 _FORMAT = "mdln-exported-1"
 _PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "lineax", "optimistix")
+_CONFIG = ("jax_enable_x64", "jax_default_matmul_precision", "jax_numpy_dtype_promotion",
+           "jax_numpy_rank_promotion")  # JAX settings that change what is traced
 _MEMORY: dict[str, Any] = {}  # key -> _Program, or None where storing failed (plain jit)
 _SOURCE: list[str] = []  # the package source's hash, computed once per process
 
@@ -108,8 +111,9 @@ def _key(fn, args) -> str | None:
         what = pickle.dumps((_FORMAT, fn, _skeleton(args)), protocol=5)
     except Exception:  # e.g. a field holding a closure: not keyable, so never stored
         return None
+    config = tuple(str(getattr(jax.config, name)) for name in _CONFIG)
     where = (_source_hash(), _versions(), jax.default_backend(), jax.devices()[0].device_kind,
-             bool(jax.config.jax_enable_x64))  # fmt: skip
+             config)  # fmt: skip
     return hashlib.sha256(what + repr(where).encode()).hexdigest()
 
 
