@@ -47,6 +47,7 @@ _CONFIG = ("jax_enable_x64", "jax_default_matmul_precision", "jax_numpy_dtype_pr
            "jax_numpy_rank_promotion")  # JAX settings that change what is traced
 _MEMORY: dict[str, Any] = {}  # key -> _Program, or None where storing failed (plain jit)
 _SOURCE: list[str] = []  # the package source's hash, computed once per process
+_KEYS: dict = {}  # (callable, structure, signature) -> key
 
 
 class _Slot:
@@ -88,8 +89,9 @@ def call_exported(fn, args: tuple, plain):
     folder = stored_programs_dir()
     if folder is None or not getattr(fn, "exportable", False) or _traced(args):
         return plain(fn, *args)
-    leaves = [x for x in jax.tree.leaves(args) if eqx.is_array(x)]
-    key = _key(fn, args)
+    flat, treedef = jax.tree.flatten(args)
+    leaves = [x for x in flat if eqx.is_array(x)]
+    key = _memo_key(fn, args, flat, treedef)
     if key is None:
         return plain(fn, *args)
     if key not in _MEMORY:
@@ -100,6 +102,22 @@ def call_exported(fn, args: tuple, plain):
 
 def _traced(args) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+
+
+def _memo_key(fn, args, flat, treedef) -> str | None:
+    """`_key`, remembered per (callable, structure, shapes, dtypes, other values) so that
+    repeated calls (compaction's chunks) do not pickle and hash again."""
+    sig = tuple(
+        (x.shape, x.dtype, getattr(x, "weak_type", False)) if eqx.is_array(x) else (type(x), x)
+        for x in flat
+    )
+    try:
+        memo = (fn, treedef, sig)
+        if memo not in _KEYS:
+            _KEYS[memo] = _key(fn, args)
+        return _KEYS[memo]
+    except TypeError:  # something unhashable: key it every time
+        return _key(fn, args)
 
 
 def _skeleton(tree):

@@ -307,6 +307,7 @@ class _Begin(eqx.Module):
     """Start values and the `Resumable` state before the first chunk of one member's
     compacted solve (`multimodal_dln._compaction`)."""
 
+    exportable: ClassVar[bool] = True
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 
@@ -318,6 +319,7 @@ class _Begin(eqx.Module):
 class _BeginAt(eqx.Module):
     """`_Begin` of a continuation round: the start values are given (`_continuation`)."""
 
+    exportable: ClassVar[bool] = True
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 
@@ -338,6 +340,7 @@ def _begin_state(params, objective, start, static, cfg: SolverConfig):
 class _Advance(eqx.Module):
     """One chunk of at most `steps` steps of one member's compacted solve."""
 
+    exportable: ClassVar[bool] = True
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
     steps: int = eqx.field(static=True)
@@ -355,6 +358,7 @@ class _Advance(eqx.Module):
 class _Finish(eqx.Module):
     """One member's `Trajectory` from its finished compacted solve."""
 
+    exportable: ClassVar[bool] = True
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
 

@@ -129,3 +129,14 @@ def test_unwritable_folder_still_solves(tmp_path, monkeypatch):
     assert hashlib.sha256(blocked.read_bytes()).hexdigest() == hashlib.sha256(
         b"not a folder"
     ).hexdigest()
+
+
+def test_remembered_keys_separate_values_of_other_types():
+    fn = _mapped()
+    for v in (1, 1.0, True):
+        args = (jnp.zeros(3), v)
+        flat, treedef = jax.tree.flatten(args)
+        assert _exported._memo_key(fn, args, flat, treedef) == _exported._key(fn, args)
+    keys = {_exported._memo_key(fn, (jnp.zeros(3), v), *jax.tree.flatten((jnp.zeros(3), v)))
+            for v in (1, 1.0, True)}  # fmt: skip
+    assert len(keys) == 3
