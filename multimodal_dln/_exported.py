@@ -9,8 +9,8 @@ tracing: a toy structure's first `gradient_flow` call in a warm process takes 0.
 instead of 2.3-2.5 s (2-core CPU), and returns the same arrays bit for bit.
 
 What may be stored: only callables that declare it (`exportable = True`: gradient flow's
-`_Solve` and `_Start`), whose whole behaviour is their class, their fields and this package's
-code. A stored program is found by a SHA-256 key of
+start values and solve, and compaction's begin, chunk and finish), whose whole behaviour is
+their class, their fields and this package's code. A stored program is found by a SHA-256 key of
 
 - the pickled callable (class and every field, e.g. the network's activation) and the
   inputs' structure, shapes, dtypes and non-array values;
