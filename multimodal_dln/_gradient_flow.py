@@ -291,37 +291,34 @@ def _trajectory(seg, prob: _Problem, params, static, ts, valid) -> Trajectory:
     )
 
 
-class _Solve(eqx.Module):
-    """One member's solve from given start values (a continuation round), as a hashable
-    callable with static configuration for `_solve.call`."""
+class _Member(eqx.Module):
+    """A callable on one member with the network's static part and the solver configuration
+    as static fields (hashable for `_solve.call`; storable, `_exported`)."""
 
-    exportable: ClassVar[bool] = True  # `_exported`: stored for later processes
+    exportable: ClassVar[bool] = True
     static: FusionDLN = eqx.field(static=True)
     cfg: SolverConfig = eqx.field(static=True)
+
+
+class _Solve(_Member):
+    """One member's solve from given start values (a continuation round), as a hashable
+    callable with static configuration for `_solve.call`."""
 
     def __call__(self, params, objective, t0, t1, ts, atol, gap0, valid):
         return _solve_one(params, self.static, objective, t0, t1, ts, atol, gap0, valid, self.cfg)
 
 
-class _Begin(eqx.Module):
+class _Begin(_Member):
     """Start values and the `Resumable` state before the first chunk of one member's
     compacted solve (`multimodal_dln._compaction`)."""
-
-    exportable: ClassVar[bool] = True
-    static: FusionDLN = eqx.field(static=True)
-    cfg: SolverConfig = eqx.field(static=True)
 
     def __call__(self, params, objective, t_max, t_min_fraction):
         start = _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
         return start, _begin_state(params, objective, start, self.static, self.cfg)
 
 
-class _BeginAt(eqx.Module):
+class _BeginAt(_Member):
     """`_Begin` of a continuation round: the start values are given (`_continuation`)."""
-
-    exportable: ClassVar[bool] = True
-    static: FusionDLN = eqx.field(static=True)
-    cfg: SolverConfig = eqx.field(static=True)
 
     def __call__(self, params, objective, t0, t1, ts, atol, gap0, valid):
         start = (t0, t1, ts, atol, gap0, valid)
@@ -337,12 +334,9 @@ def _begin_state(params, objective, start, static, cfg: SolverConfig):
     )  # fmt: skip
 
 
-class _Advance(eqx.Module):
+class _Advance(_Member):
     """One chunk of at most `steps` steps of one member's compacted solve."""
 
-    exportable: ClassVar[bool] = True
-    static: FusionDLN = eqx.field(static=True)
-    cfg: SolverConfig = eqx.field(static=True)
     steps: int = eqx.field(static=True)
 
     def __call__(self, params, objective, start, state):
@@ -355,12 +349,8 @@ class _Advance(eqx.Module):
         )  # fmt: skip
 
 
-class _Finish(eqx.Module):
+class _Finish(_Member):
     """One member's `Trajectory` from its finished compacted solve."""
-
-    exportable: ClassVar[bool] = True
-    static: FusionDLN = eqx.field(static=True)
-    cfg: SolverConfig = eqx.field(static=True)
 
     def __call__(self, params, objective, start, state):
         t0, t1, ts, atol, gap0, valid = start
@@ -390,14 +380,10 @@ def _run_compacted(static, cfg, steps, pool, args, axes, batch, mesh, begin=None
     return traj, start
 
 
-class _Start(eqx.Module):
+class _Start(_Member):
     """One member's start values (`_start`). The first solve then runs the same compiled
     `_Solve` as a continuation round, so a continuation of a batch of the same size compiles
     nothing new (a continuation used to compile a second, larger program per structure)."""
-
-    exportable: ClassVar[bool] = True  # `_exported`: stored for later processes
-    static: FusionDLN = eqx.field(static=True)
-    cfg: SolverConfig = eqx.field(static=True)
 
     def __call__(self, params, objective, t_max, t_min_fraction):
         return _start(params, objective, t_max, self.static, self.cfg, t_min_fraction)
