@@ -26,6 +26,7 @@ import jax
 
 __all__ = [
     "MIN_COMPILE_SECONDS",
+    "cache_opted_out",
     "default_cache_dir",
     "enable_compilation_cache",
     "release_compiled_if_crowded",
@@ -46,11 +47,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "multimodal-dln" / "jax"
 
 
+def cache_opted_out() -> bool:
+    """Whether ``MDLN_COMPILATION_CACHE=0`` is set: no persistent cache, no stored programs."""
+    return os.environ.get("MDLN_COMPILATION_CACHE", "1") == "0"
+
+
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Use a persistent compilation cache at `path` (default `default_cache_dir()`); returns
     the folder in use, or None when it is off (``MDLN_COMPILATION_CACHE=0``, or the folder
     cannot be created: the cache only saves time, so that is not an error)."""
-    if path is None and os.environ.get("MDLN_COMPILATION_CACHE", "1") == "0":
+    if path is None and cache_opted_out():
         return None
     current = jax.config.jax_compilation_cache_dir
     if path is None and current:

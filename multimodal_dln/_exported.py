@@ -39,6 +39,8 @@ from typing import Any
 import equinox as eqx
 import jax
 
+from ._cache import cache_opted_out
+
 __all__ = ["call_exported", "stored_programs_dir"]
 
 _FORMAT = "mdln-exported-1"
@@ -77,8 +79,7 @@ def stored_programs_dir() -> Path | None:
     None when that cache is off or ``MDLN_STORED_PROGRAMS=0`` (every call traces, as JAX
     does by default)."""
     base = jax.config.jax_compilation_cache_dir
-    off = os.environ.get("MDLN_COMPILATION_CACHE", "1") == "0"
-    if not base or off or os.environ.get("MDLN_STORED_PROGRAMS", "1") == "0":
+    if not base or cache_opted_out() or os.environ.get("MDLN_STORED_PROGRAMS", "1") == "0":
         return None
     return Path(base) / "mdln-exported"
 
@@ -87,9 +88,11 @@ def call_exported(fn, args: tuple, plain):
     """`fn(*args)` through a stored program when `fn` is exportable, else `plain(fn, *args)`
     (the ordinary jit call); see the module docstring."""
     folder = stored_programs_dir()
-    if folder is None or not getattr(fn, "exportable", False) or _traced(args):
+    if folder is None or not getattr(fn, "exportable", False):
         return plain(fn, *args)
     flat, treedef = jax.tree.flatten(args)
+    if any(isinstance(x, jax.core.Tracer) for x in flat):  # under a caller's trace
+        return plain(fn, *args)
     leaves = [x for x in flat if eqx.is_array(x)]
     key = _memo_key(fn, args, flat, treedef)
     if key is None:
@@ -98,10 +101,6 @@ def call_exported(fn, args: tuple, plain):
         _MEMORY[key] = _load(folder, key) or _store(folder, key, fn, args)
     program = _MEMORY[key]
     return plain(fn, *args) if program is None else program(leaves)
-
-
-def _traced(args) -> bool:
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
 
 
 def _memo_key(fn, args, flat, treedef) -> str | None:
