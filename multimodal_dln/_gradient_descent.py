@@ -40,7 +40,7 @@ from . import _linalg, _training as _tr
 from ._config import HORIZON_CAP
 from ._dataset import Dataset
 from ._memory import check_solve_memory
-from ._minibatch import minibatch
+from ._minibatch import fori_minibatches, take
 from ._network import FusionDLN
 from ._sharding import resolve_mesh
 from ._solve import call, pad_members, scatter_members, take_members, unconverged_members
@@ -248,12 +248,25 @@ class _GDConfig(eqx.Module):
     batch_size: int | None = eqx.field(static=True, default=None)  # None: full batch
 
 
-def _minibatch_loss(params, static, objective, key, step, b):
-    """The loss SGD step `step` descends (on the flat parameters): on the minibatch of `b`
-    samples of the objective (`_minibatch.minibatch`; weight decay kept)."""
+def _minibatch_loss(params, static, objective, idx):
+    """The loss an SGD step descends (on the flat parameters): on the samples `idx` of the
+    objective (`_minibatch.minibatch_indices`; weight decay kept)."""
     data, lam = _tr.split_decay(objective)
-    sub = minibatch(data, key, step, b)
+    sub = take(data, idx)
     return _tr.flat_problem(params, static, sub if lam is None else _tr.Regularized(sub, lam))[2]
+
+
+def _steps(lo, hi, carry, step, loss_fn, params, static, objective, key, b):
+    """GD steps lo, ..., hi - 1 from `carry`; with minibatches of b < n samples each step's
+    loss is on its minibatch (each epoch's shuffle drawn once, `_minibatch.fori_minibatches`)."""
+    n = _tr.split_decay(objective)[0].n if b is not None else None
+    if b is None or b == n:  # full batch (b = n: the same steps, no shuffle drawn)
+        return jax.lax.fori_loop(lo, hi, lambda k, c: step(loss_fn, c), carry)
+
+    def minibatch_step(idx, c):
+        return step(_minibatch_loss(params, static, objective, idx), c)
+
+    return fori_minibatches(lo, hi, n, b, key, minibatch_step, carry)
 
 
 def _gd_one(params, static, objective, lr, key, save_steps, cfg: _GDConfig) -> Trajectory:
@@ -281,14 +294,9 @@ def _gd_one(params, static, objective, lr, key, save_steps, cfg: _GDConfig) -> T
         jnp.zeros((n,), l0.dtype).at[0].set(l0),
     )
 
-    def step_loss(k):  # full batch: the loss itself; SGD: step k's minibatch
-        if cfg.batch_size is None:
-            return loss_fn
-        return _minibatch_loss(params, static, objective, key, k, cfg.batch_size)
-
-    def gd_step(k, carry):
+    def gd_step(step_loss, carry):  # one step on `step_loss` (the loss, or a minibatch's)
         p, s = carry
-        g = jax.grad(step_loss(k))(p)
+        g = jax.grad(step_loss)(p)
         updates, s = opt.update(g, s, p)
         return optax.apply_updates(p, updates), s
 
@@ -298,7 +306,8 @@ def _gd_one(params, static, objective, lr, key, save_steps, cfg: _GDConfig) -> T
 
     def body(carry):
         i, p, s, (bw, bwd, bl), _, _ = carry
-        p_new, s_new = jax.lax.fori_loop(save_steps[i], save_steps[i + 1], gd_step, (p, s))
+        p_new, s_new = _steps(save_steps[i], save_steps[i + 1], (p, s), gd_step, loss_fn,
+                              params, static, objective, key, cfg.batch_size)  # fmt: skip
         w, wd, lval = summary(p_new)
         bad = ~jnp.isfinite(lval) | (lval > cfg.divergence_factor * jnp.maximum(l0, 1e-300))
         done = lval - l_star <= cfg.converge_rtol * gap0

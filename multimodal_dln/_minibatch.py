@@ -23,22 +23,43 @@ from jaxtyping import Array, Int, PRNGKeyArray
 
 from ._dataset import Dataset
 
-__all__ = ["minibatch", "minibatch_indices", "noise_scale"]
+__all__ = ["fori_minibatches", "minibatch_indices", "noise_scale", "take"]
+
+
+def _epoch_permutation(key: PRNGKeyArray, epoch, n: int) -> Int[Array, " n"]:
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)
+
+
+def _slot(perm, step, m: int, b: int):
+    return jax.lax.dynamic_slice(perm, ((step % m) * b,), (b,))
 
 
 def minibatch_indices(key: PRNGKeyArray, step, n: int, b: int) -> Int[Array, " b"]:
     """The sample indices step `step` uses (module docstring); traceable in `step` and `key`."""
     m = n // b
-    perm = jax.random.permutation(jax.random.fold_in(key, step // m), n)
-    return jax.lax.dynamic_slice(perm, ((step % m) * b,), (b,))
+    return _slot(_epoch_permutation(key, step // m, n), step, m, b)
 
 
-def minibatch(data: Dataset, key: PRNGKeyArray, step, b: int) -> Dataset:
-    """The `b` samples of `data` that step `step` uses; `data` itself when b = n."""
-    if b == data.n:
-        return data
-    idx = minibatch_indices(key, step, data.n, b)
+def take(data: Dataset, idx) -> Dataset:
+    """The samples `idx` of `data`."""
     return Dataset(data.x_A[idx], data.x_B[idx], data.y[idx])
+
+
+def fori_minibatches(lo, hi, n: int, b: int, key: PRNGKeyArray, body, carry):
+    """`carry = body(idx_k, carry)` for the steps k = lo, ..., hi - 1 in order, `idx_k` being
+    `minibatch_indices(key, k, n, b)`: the same indices, but each epoch's permutation is drawn
+    once for the steps of that epoch in [lo, hi), not once per step (an epoch loop around a step
+    loop; traceable and vmappable in `lo`, `hi` and `key`). Drawing the permutation (a sort of
+    n random keys) took ~60 % of an SGD step of a small network (n = 256, b = 1 or 16)."""
+    m = n // b
+
+    def epoch(e, c):
+        perm = _epoch_permutation(key, e, n)
+        k0, k1 = jnp.maximum(lo, e * m), jnp.minimum(hi, (e + 1) * m)
+        return jax.lax.fori_loop(k0, k1, lambda k, cc: body(_slot(perm, k, m, b), cc), c)
+
+    e_end = jnp.where(hi > lo, (hi - 1) // m + 1, lo // m)  # no epoch when the range is empty
+    return jax.lax.fori_loop(lo // m, e_end, epoch, carry)
 
 
 def noise_scale(b, n):

@@ -46,6 +46,34 @@ def test_each_epoch_uses_every_sample_once():
     assert float(_minibatch.noise_scale(1, n)) == 1.0
 
 
+def test_epoch_loop_draws_the_per_step_minibatches():
+    """`fori_minibatches` (each epoch's shuffle drawn once, what SGD runs) visits exactly the
+    per-step `minibatch_indices`, in order: empty ranges, ranges inside one epoch and across
+    several, b not dividing n (2 steps per epoch of 5 from 12), and vmapped ranges and keys."""
+    key, n, b = jax.random.key(3), 12, 5
+    dtype = _minibatch.minibatch_indices(key, 0, n, b).dtype
+
+    def visited(lo, hi, k):
+        def body(idx, c):
+            rows, j = c
+            return rows.at[j].set(idx), j + 1
+
+        start = (jnp.full((9, b), -1, dtype), jnp.asarray(0))
+        return _minibatch.fori_minibatches(lo, hi, n, b, k, body, start)
+
+    for lo, hi in [(0, 0), (3, 3), (0, 1), (1, 2), (1, 6), (2, 9)]:
+        rows, count = visited(jnp.asarray(lo), jnp.asarray(hi), key)
+        expected = [np.asarray(_minibatch.minibatch_indices(key, k, n, b)) for k in range(lo, hi)]
+        assert int(count) == hi - lo
+        np.testing.assert_array_equal(np.asarray(rows[: hi - lo]), np.reshape(expected, (-1, b)))
+    keys = jax.random.split(key, 2)
+    rows, count = jax.vmap(visited)(jnp.array([0, 3]), jnp.array([4, 9]), keys)
+    for m, (lo, hi) in enumerate([(0, 4), (3, 9)]):
+        expected = [_minibatch.minibatch_indices(keys[m], k, n, b) for k in range(lo, hi)]
+        assert int(count[m]) == hi - lo
+        np.testing.assert_array_equal(np.asarray(rows[m, : hi - lo]), np.stack(expected))
+
+
 @pytest.fixture(scope="module")
 def runs():
     """GD (one network, and the batch of identical networks) and SGD with b = N, 1, 2, one key
