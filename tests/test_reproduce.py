@@ -102,6 +102,7 @@ def _fake_sweep(noise):
             "time_ratio": tr,
             "misattribution": mis,
             "success": ok,
+            "status": np.array(["OK"] * n, dtype=object),
         }
 
     return {
@@ -117,7 +118,8 @@ def _fake_sweep(noise):
 
 def test_toy_summaries_without_matplotlib():
     """The summaries are computed from simulation outputs alone (matplotlib is not needed):
-    members off by 3 % report 3 % errors, ratio 1 separately, misattribution likewise."""
+    members off by 3 % report 3 % errors, ratio 1 separately, misattribution likewise, and
+    members without a phase time are counted by kind, ratio and status."""
     sw = _fake_sweep(0.03)
     rows, s = toy.summarize_time_ratio(sw)
     assert s["flow"]["n"] == 3 and s["flow_ratio_1"]["n"] == 3 and s["relu"]["n"] == 2
@@ -129,6 +131,13 @@ def test_toy_summaries_without_matplotlib():
     assert s["flow"]["n"] == 3 and s["relu"]["n"] == 2
     rows, s = trajectories.summarize_heatmaps({"n": 4})
     assert len(rows) == 16 and s["max_time_ratio"] == max(r["time_ratio"] for r in rows)
+    assert toy.summarize_time_ratio(sw)[1]["failed"] == {}
+    sw["flow"]["success"][0], sw["flow"]["status"][0] = False, "ORDER_REVERSED"  # ratio 1
+    sw["relu"]["success"][1], sw["relu"]["status"][1] = False, "NOT_CONVERGED"  # ratio 2
+    assert toy.summarize_time_ratio(sw)[1]["failed"] == {
+        "flow ratio 1: ORDER_REVERSED": 1,
+        "relu ratio 2: NOT_CONVERGED": 1,
+    }
 
 
 # ------------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def concat(trees):
 
 
 _RUN_COLUMNS = ("t_A", "t_B", "time_ratio", "misattribution", "plateau_loss", "final_loss",
-                "success", "theory_time_ratio")  # fmt: skip
+                "success", "status", "theory_time_ratio")  # fmt: skip
 
 
 def measured(sweep: sweeps.Sweep, df) -> dict:

@@ -11,6 +11,8 @@ are drawn from the data stream of seed i (`multimodal_dln._seeding`). Theory: t_
 
 from __future__ import annotations
 
+import collections
+
 import jax
 import numpy as np
 
@@ -141,6 +143,7 @@ def _ratio_row(kind, ratio, rho, seed, m, theory_, i) -> dict:
         "theory": theory_[i],
         "rel_error": m["time_ratio"][i] / theory_[i] - 1,
         "success": m["success"][i],
+        "status": m["status"][i],
     }
 
 
@@ -209,6 +212,10 @@ def summarize_time_ratio(sw) -> tuple[list[dict], dict]:
     )
     if "gd" in sw:
         summary |= _gd_summary(sw)
+    # members without a phase time, counted by (kind, ratio, status)
+    failed = [r for r in rows if r["kind"] != "theory" and not r["success"]]
+    keys = (f"{r['kind']} ratio {r['ratio']:g}: {r['status']}" for r in failed)
+    summary["failed"] = dict(collections.Counter(keys))
     return rows, summary
 
 
