@@ -22,6 +22,7 @@ t (`experiments._style.TIME_LABEL`; docs/theory.md §1, §7).
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "built",
     "concat",
     "entrywise_effective_scale",
+    "failed_counts",
     "flow",
     "measured",
     "measurements",
@@ -93,6 +95,12 @@ def rel_stats(sim, ref, mask=None) -> dict:
         "p90": float(np.percentile(rel, 90)),
         "signed_median": float(np.median(sim[ok] / ref[ok] - 1)),
     }
+
+
+def failed_counts(rows, label: Callable[[dict], str]) -> dict:
+    """Members without a phase time (rows whose `success` is false; rows without one, e.g.
+    theory curves, are not members), counted by `label(row)` (e.g. kind and status)."""
+    return dict(collections.Counter(label(r) for r in rows if "success" in r and not r["success"]))
 
 
 def built(sweep: sweeps.Sweep) -> sweeps.Inputs:

@@ -11,7 +11,6 @@ solve of the exact reduced dynamics; the integral formula and its phase times pe
 
 from __future__ import annotations
 
-import collections
 import time
 
 import jax
@@ -31,7 +30,7 @@ from .._style import (
     value_color,
     value_handle,
 )
-from ._common import AUTHORS_LR, CACHE, built, concat, flow, reduced, rel_stats
+from ._common import AUTHORS_LR, CACHE, built, concat, failed_counts, flow, reduced, rel_stats
 
 __all__ = [
     "deep_settings",
@@ -199,9 +198,7 @@ def summarize_deep(camp, sweep: str) -> tuple[list[dict], dict]:
             rows += _rows_of(camp, Lf, i)
         summary[f"L_f={Lf}"] = _summary_of(camp, Lf, idx)
     # members without a phase time, counted by (L_f, kind, status)
-    failed = [r for r in rows if "success" in r and not r["success"]]
-    keys = (f"L_f={r['L_f']} {r['kind']}: {r['status']}" for r in failed)
-    summary["failed"] = dict(collections.Counter(keys))
+    summary["failed"] = failed_counts(rows, lambda r: f"L_f={r['L_f']} {r['kind']}: {r['status']}")
     return rows, summary
 
 

@@ -11,8 +11,6 @@ are drawn from the data stream of seed i (`multimodal_dln._seeding`). Theory: t_
 
 from __future__ import annotations
 
-import collections
-
 import jax
 import numpy as np
 
@@ -20,7 +18,7 @@ from ... import Statistics, sample, sweeps, theory
 from ..._seeding import DATA_STREAM, keys_for
 from .._plotting import new_figure
 from .._style import MARKS, legend, mark_handle, plain_log_y, value_color, value_handle
-from ._common import AUTHORS_LR, CACHE, measured, rel_stats, toy_settings
+from ._common import AUTHORS_LR, CACHE, failed_counts, measured, rel_stats, toy_settings
 
 __all__ = [
     "plot_misattribution",
@@ -213,9 +211,9 @@ def summarize_time_ratio(sw) -> tuple[list[dict], dict]:
     if "gd" in sw:
         summary |= _gd_summary(sw)
     # members without a phase time, counted by (kind, ratio, status)
-    failed = [r for r in rows if r["kind"] != "theory" and not r["success"]]
-    keys = (f"{r['kind']} ratio {r['ratio']:g}: {r['status']}" for r in failed)
-    summary["failed"] = dict(collections.Counter(keys))
+    summary["failed"] = failed_counts(
+        rows, lambda r: f"{r['kind']} ratio {r['ratio']:g}: {r['status']}"
+    )
     return rows, summary
 
 
