@@ -12,18 +12,51 @@
   xdist workers: a solve that several tests compile with the same shapes is compiled once;
   `multimodal_dln._cache`), since the suite is dominated by XLA compilation on a 2-core CPU.
 
-XLA's default code generation is tested, as users run it. (Cheaper codegen flags,
---xla_backend_optimization_level=0 and --xla_llvm_disable_expensive_passes, saved ~20 % of
-CPU time but were present in both segmentation faults seen in XLA compilation under xdist, and
-with jax 0.11.2 they made a sharded solve fail diffrax's save-time check.)
+XLA:CPU code generation: the suite is compile-bound (a toy solve's program compiles in
+seconds and runs in milliseconds), so the tests and the processes they start compile with
+XLA:CPU's legacy emitters (`--xla_cpu_use_fusion_emitters=false`, `FAST_CODEGEN`), which
+compile faster and generate slower code: measured on four test files, 218 s against 302 s
+wall on 2 workers (user time 400 s against 550 s). The quickstart and sweeps notebooks, which
+run the main workflows end to end and assert their claims, run in kernels with XLA's default
+code generation, as users run it (`default_codegen_flags`, tests/test_notebook.py); the
+benchmarks measure it too. `MDLN_TEST_CODEGEN=default` runs the whole suite with the default.
+The flag is added only when this jaxlib accepts it (a probe process; XLA aborts on an unknown
+flag). (Other cheaper codegen flags, --xla_backend_optimization_level=0 and
+--xla_llvm_disable_expensive_passes, were present in both segmentation faults seen in XLA
+compilation under xdist, and with jax 0.11.2 they made a sharded solve fail diffrax's
+save-time check.)
 """
 
 import os
+import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+FAST_CODEGEN = "--xla_cpu_use_fusion_emitters=false"
+
+
+def default_codegen_flags() -> str:
+    """XLA_FLAGS without `FAST_CODEGEN`: what a process running as users do gets."""
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != FAST_CODEGEN)
+
+
+def _accepts(flag: str) -> bool:
+    """Whether a JAX process starts with `flag` in XLA_FLAGS (XLA aborts on unknown flags)."""
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip())
+    probe = "import jax; jax.devices('cpu')"
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+    return proc.returncode == 0
+
+
+# Set once in the controller, inherited by the xdist workers (their XLA_FLAGS already hold it).
+_flags = os.environ.get("XLA_FLAGS", "").split()
+if os.environ.get("MDLN_TEST_CODEGEN", "fast") == "fast" and FAST_CODEGEN not in _flags:
+    if _accepts(FAST_CODEGEN):
+        os.environ["XLA_FLAGS"] = " ".join(_flags + [FAST_CODEGEN])
 
 if "MDLN_COMPILATION_CACHE_DIR" not in os.environ:  # set once, inherited by the xdist workers
     os.environ["MDLN_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mdln-test-cache-")

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAST_CODEGEN, default_codegen_flags
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -33,6 +34,9 @@ pytest.importorskip("ipykernel")
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 MAX_STORED_BYTES = 1_500_000
+# The main workflows (one run, a sweep) run with XLA's default code generation, as users run
+# them; the others, like every in-process test, with the suite's cheaper codegen (conftest.py).
+DEFAULT_CODEGEN = {"quickstart", "sweeps"}
 
 # Small sizes per notebook (the source of its `parameters` cell during the test). Every name of
 # the notebook's own parameters cell must be set here (checked below).
@@ -80,7 +84,10 @@ RHOS = [0.0, 0.5]
 RATIOS = [2.0, 3.0]
 """,
 }
-KERNEL_CHECK = 'import sys as _sys\nprint("KERNEL_PYTHON=" + _sys.executable)\n'
+KERNEL_CHECK = (
+    'import os as _os, sys as _sys\nprint("KERNEL_PYTHON=" + _sys.executable)\n'
+    'print("KERNEL_XLA_FLAGS=" + repr(_os.environ.get("XLA_FLAGS", "")))\n'
+)
 
 
 def _stream_text(cell) -> str:
@@ -112,9 +119,12 @@ def test_notebook_runs(path, monkeypatch):
         "the small parameters must set exactly the notebook's parameters"
     )
     params.source = small + KERNEL_CHECK
-    # Inherited by the kernel process: a non-interactive backend, no GPU preallocation.
+    # Inherited by the kernel process: a non-interactive backend, no GPU preallocation, and
+    # for the main workflows XLA's default code generation, as users run it (conftest.py).
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if path.stem in DEFAULT_CODEGEN:
+        monkeypatch.setenv("XLA_FLAGS", default_codegen_flags())
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
     )
@@ -122,6 +132,8 @@ def test_notebook_runs(path, monkeypatch):
 
     kernel_python = _stream_text(params).split("KERNEL_PYTHON=")[1].split()[0]
     assert os.path.realpath(kernel_python) == os.path.realpath(sys.executable)
+    kernel_flags = _stream_text(params).split("KERNEL_XLA_FLAGS=")[1].splitlines()[0]
+    assert path.stem not in DEFAULT_CODEGEN or FAST_CODEGEN not in kernel_flags, kernel_flags
     assert "all checks passed" in _stream_text(nb.cells[-1])
 
 
