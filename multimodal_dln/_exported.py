@@ -70,8 +70,27 @@ class _Program:
         self.run, self.skeleton = jax.jit(exported.call), skeleton
 
     def __call__(self, leaves):
-        arrays = iter(self.run(*leaves))
+        arrays = iter(self.run(*_committed(leaves)))
         return jax.tree.map(lambda x: next(arrays) if isinstance(x, _Slot) else x, self.skeleton)
+
+
+def _committed(leaves: list) -> list:
+    """The inputs all committed to one device (that of the first committed input, else of the
+    first input).
+
+    The jitted deserialized program compiles once per pattern of input placements: a mix of
+    committed arrays (outputs of an earlier program, a `device_put`) and uncommitted ones
+    (made eagerly) lowers with different argument shardings, so the same solve compiled again
+    whenever the pattern changed (measured: a second `gradient_flow` call on the same batch
+    compiled its 4-5 s solve again). Committing every input gives one pattern."""
+    if all(isinstance(x, jax.Array) and x.committed for x in leaves):
+        return leaves
+    arrays = [x for x in leaves if isinstance(x, jax.Array)]
+    target = next((x.sharding for x in arrays if x.committed), None)
+    target = target or (arrays[0].sharding if arrays else None)
+    if target is None or len(target.device_set) != 1:  # NumPy only, or over several devices
+        return leaves
+    return jax.device_put(leaves, target)
 
 
 def stored_programs_dir() -> Path | None:

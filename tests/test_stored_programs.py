@@ -140,3 +140,39 @@ def test_remembered_keys_separate_values_of_other_types():
     keys = {_exported._memo_key(fn, (jnp.zeros(3), v), *jax.tree.flatten((jnp.zeros(3), v)))
             for v in (1, 1.0, True)}  # fmt: skip
     assert len(keys) == 3
+
+
+class _Sum(eqx.Module):
+    """x + y, marked as storable."""
+
+    exportable = True
+
+    def __call__(self, x, y):
+        return x + y
+
+
+_COMPILES: list[str] = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, secs, fun_name=None, **kw: _COMPILES.append(str(fun_name))
+    if name == "/jax/core/compile/backend_compile_duration"
+    else None
+)
+
+
+def test_a_stored_program_compiles_once_whatever_the_inputs_placement(tmp_path, monkeypatch):
+    """Committed inputs (outputs of an earlier program, `device_put`) and uncommitted ones (made
+    eagerly), in any mix, run the one compiled program: the placements used to be part of the
+    lowering, and a second `gradient_flow` call on the same batch compiled its solve again."""
+    monkeypatch.setattr(_exported, "stored_programs_dir", lambda: tmp_path / "mdln-exported")
+    x, y = jnp.arange(5.0), jnp.ones(5)
+    assert not x.committed and not y.committed
+    placed = jax.device_put(x, jax.devices()[0])
+    fn = _Sum()
+    first = _exported.call_exported(fn, (x, y), lambda f, *a: f(*a))
+    before = len(_COMPILES)
+    for args in [(placed, y), (y, placed), (placed, placed), (x, y)]:
+        out = _exported.call_exported(fn, args, lambda f, *a: f(*a))
+        np.testing.assert_array_equal(out, np.asarray(args[0]) + np.asarray(args[1]))
+    np.testing.assert_array_equal(first, np.arange(5.0) + 1.0)
+    again = [name for name in _COMPILES[before:] if name == "jit(call)"]  # the stored program
+    assert again == [], _COMPILES[before:]
