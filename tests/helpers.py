@@ -31,20 +31,32 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @contextlib.contextmanager
-def lowerings(fun_name: str):
-    """The durations of every lowering to MLIR, inside the block, of a jitted function whose
-    name contains `fun_name` (a new trace: the persistent compilation cache does not hide it)."""
-    lowered = []
+def _durations(event_suffix: str, fun_name: str):
+    """The durations of every `jax.monitoring` event ending in `event_suffix`, inside the
+    block, for a jitted function whose name contains `fun_name`."""
+    seen = []
 
     def listen(event, duration, **kw):
-        if event.endswith("jaxpr_to_mlir_module_duration") and fun_name in kw.get("fun_name", ""):
-            lowered.append(duration)
+        if event.endswith(event_suffix) and fun_name in (kw.get("fun_name") or ""):
+            seen.append(duration)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        yield lowered
+        yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def lowerings(fun_name: str):
+    """The durations of every lowering to MLIR, inside the block, of a jitted function whose
+    name contains `fun_name` (a new trace: the persistent compilation cache does not hide it)."""
+    return _durations("jaxpr_to_mlir_module_duration", fun_name)
+
+
+def compilations(fun_name: str):
+    """The durations of every XLA compilation, inside the block, of a jitted function whose
+    name contains `fun_name`."""
+    return _durations("backend_compile_duration", fun_name)
 
 
 def same_row(a, b) -> bool:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import compilations
 
 import multimodal_dln as mdln
 from multimodal_dln import _config, _exported, _gradient_flow, _solve
@@ -151,14 +152,6 @@ class _Sum(eqx.Module):
         return x + y
 
 
-_COMPILES: list[str] = []
-jax.monitoring.register_event_duration_secs_listener(
-    lambda name, secs, fun_name=None, **kw: _COMPILES.append(str(fun_name))
-    if name == "/jax/core/compile/backend_compile_duration"
-    else None
-)
-
-
 def test_a_stored_program_compiles_once_whatever_the_inputs_placement(tmp_path, monkeypatch):
     """Committed inputs (outputs of an earlier program, `device_put`) and uncommitted ones (made
     eagerly), in any mix, run the one compiled program: the placements used to be part of the
@@ -169,10 +162,9 @@ def test_a_stored_program_compiles_once_whatever_the_inputs_placement(tmp_path, 
     placed = jax.device_put(x, jax.devices()[0])
     fn = _Sum()
     first = _exported.call_exported(fn, (x, y), lambda f, *a: f(*a))
-    before = len(_COMPILES)
-    for args in [(placed, y), (y, placed), (placed, placed), (x, y)]:
-        out = _exported.call_exported(fn, args, lambda f, *a: f(*a))
-        np.testing.assert_array_equal(out, np.asarray(args[0]) + np.asarray(args[1]))
+    with compilations("jit(call)") as again:  # the stored program
+        for args in [(placed, y), (y, placed), (placed, placed), (x, y)]:
+            out = _exported.call_exported(fn, args, lambda f, *a: f(*a))
+            np.testing.assert_array_equal(out, np.asarray(args[0]) + np.asarray(args[1]))
     np.testing.assert_array_equal(first, np.arange(5.0) + 1.0)
-    again = [name for name in _COMPILES[before:] if name == "jit(call)"]  # the stored program
-    assert again == [], _COMPILES[before:]
+    assert again == [], f"{len(again)} more compilations of the stored program"
